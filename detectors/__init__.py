@@ -1,0 +1,64 @@
+"""The detector catalogue: name -> class.  ``build_detectors`` turns configuration into instances."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from detectors.base import Detector
+from detectors.price_dislocation import PriceDislocation
+from detectors.wash_trade import WashTrade
+
+REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (WashTrade, PriceDislocation)}
+
+
+class DetectorConfigError(ValueError):
+    """An unknown detector, an unknown parameter or a parameter of the wrong type."""
+
+
+def build_detectors(config: dict[str, dict[str, Any] | bool] | None = None) -> list[Detector]:
+    """Instantiate detectors from ``{name: {param: value}}``; ``{name: False}`` switches one off.
+
+    Detectors not named run with their defaults.
+
+    >>> [d.name for d in build_detectors({"price_dislocation": False})]
+    ['wash_trade']
+    >>> build_detectors({"wash_trade": {"window_gap_ms": "soon"}})
+    Traceback (most recent call last):
+    ...
+    detectors.DetectorConfigError: wash_trade.window_gap_ms must be int (default 300000), got str 'soon'
+    """
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(REGISTRY))
+    if unknown:
+        raise DetectorConfigError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
+    out = []
+    for name, cls in REGISTRY.items():
+        params = config.get(name, {})
+        if params is False or (isinstance(params, dict) and params.get("enabled") is False):
+            continue
+        params = {k: v for k, v in (params if isinstance(params, dict) else {}).items() if k != "enabled"}
+        defaults = cls.defaults()
+        for k, v in params.items():
+            if k not in defaults:
+                raise DetectorConfigError(f"{name} has no parameter {k!r}; parameters: {', '.join(defaults)}")
+            want = type(defaults[k])
+            ok = isinstance(v, want) and not (want is int and isinstance(v, bool)) or (want is float and isinstance(v, int) and not isinstance(v, bool))
+            if not ok:
+                raise DetectorConfigError(f"{name}.{k} must be {want.__name__} (default {defaults[k]!r}), got {type(v).__name__} {v!r}")
+        try:
+            out.append(cls(**params))
+        except ValueError as e:
+            raise DetectorConfigError(f"{name}: {e}") from e
+    return out
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every detector with its parameters, defaults and units (for `surveil detectors`)."""
+    rows = []
+    for name, cls in REGISTRY.items():
+        for p, default in cls.defaults().items():
+            unit, meaning = cls.param_docs.get(p, ("", ""))
+            rows.append({"detector": name, "version": cls.version, "keyed_by": "+".join(cls.key_columns),
+                         "parameter": p, "default": default, "unit": unit, "meaning": meaning,
+                         "description": inspect.cleandoc(cls.description)})
+    return rows

@@ -1,0 +1,117 @@
+"""The one contract every detector keeps.
+
+A detector is configuration only: its parameters are constructor arguments under
+their own names, with units in the name (``min_duration_ms``, ``threshold_bps``).
+Everything that changes as events flow lives in a per-key *state* object the
+detector creates (``new_state``) and the engine keeps, snapshots and evicts:
+
+1. ``select(events)``: a vectorised, stateless filter over a whole batch (all keys)
+   that keeps only the rows this detector needs.  It runs before the batch is
+   split by key, so most rows never reach per-key code.
+2. The engine splits the selected rows by ``key_columns`` (event order kept
+   within each key) and calls ``update(state, events)`` with one key's rows.
+   ``update`` returns alerts; it may return a revised alert with an id it
+   returned before (the store keeps the latest revision).
+3. ``flush(state)`` at end of input closes open windows.
+4. ``is_idle(state, now_ns)`` says the state holds nothing worth keeping at event
+   time ``now_ns``, so the engine may drop it: key space stays bounded.
+
+State objects must pickle (recovery snapshots) and must not depend on how the
+input was cut into batches: feeding rows one at a time or all at once gives the
+same alerts.  ``tests/detectors/test_contract.py`` checks all of this for every
+registered detector.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from surveil.alerts import Alert
+
+
+class Detector(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    key_columns: ClassVar[tuple[str, ...]]
+    description: ClassVar[str]
+    # parameter name -> (unit, one-line meaning); defaults come from __init__
+    param_docs: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    @abstractmethod
+    def select(self, events: pa.Table) -> pa.Table: ...
+
+    @abstractmethod
+    def new_state(self) -> Any: ...
+
+    @abstractmethod
+    def update(self, state: Any, events: pa.Table) -> list[Alert]: ...
+
+    def flush(self, state: Any) -> list[Alert]:
+        return []
+
+    @abstractmethod
+    def is_idle(self, state: Any, now_ns: int) -> bool: ...
+
+    # -- shared helpers ---------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters as set on this instance (recorded in every alert)."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def state_size(state: Any) -> int:
+    """A rough count of the items a state holds (for the bounded-memory contract test)."""
+    total = 0
+    for f in dataclasses.fields(state):
+        v = getattr(state, f.name)
+        if isinstance(v, (list, dict, set, tuple)):
+            total += len(v)
+        elif isinstance(v, pa.Table):
+            total += v.num_rows
+    return total
+
+
+def key_array(events: pa.Table, columns: tuple[str, ...]) -> pa.Array:
+    if len(columns) == 1:
+        return pc.fill_null(events.column(columns[0]), "")
+    return pc.binary_join_element_wise(*[pc.fill_null(events.column(c), "") for c in columns], "|")
+
+
+def split_by_key(events: pa.Table, columns: tuple[str, ...]) -> list[tuple[str, pa.Table]]:
+    """Split rows by key, keeping event order within each key (stable sort on the key code).
+
+    >>> t = pa.table({"instrument": ["B", "A", "B", "A"], "x": [1, 2, 3, 4]})
+    >>> [(k, v.column("x").to_pylist()) for k, v in split_by_key(t, ("instrument",))]
+    [('A', [2, 4]), ('B', [1, 3])]
+    """
+    if events.num_rows == 0:
+        return []
+    enc = pc.dictionary_encode(key_array(events, columns)).combine_chunks()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    names = enc.dictionary.to_pylist()
+    if len(names) == 1:
+        return [(names[0], events)]
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(order)]))
+    taken = events.take(pa.array(order))
+    out = [(names[sorted_codes[s]], taken.slice(s, e - s)) for s, e in zip(starts, ends)]
+    out.sort(key=lambda kv: kv[0])
+    return out

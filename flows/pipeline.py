@@ -1,0 +1,256 @@
+"""The surveil dataflow: inputs → one event-time timeline → enrichment → detectors → the store.
+
+This is the only module that knows Bytewax.  Each step wraps plain Python from
+``surveil/``, ``replay/`` and ``detectors/``; every arrow carries Arrow tables, never
+one Python object per event.  Step ids are stable: they name the dead letters a
+step produces and the alerts' detectors.
+
+    read ─┬─ events ── event_time ──┬─ ordered ── enrich ──┬─ route_<det> ── detect_<det> ──┐
+          │                         └─ late ───────────────┼────────────────────────────────┤
+          └─ dead letters ─────────────────────────────────┴─ (refused) ────────────────────┴─ store
+
+Detector state is sharded: ``route_<det>`` splits a batch by the detector's key and
+sends each shard its keys' rows *and the watermark*, even when it has no rows,
+so every shard can evict idle keys by event time (bounded memory) — Bytewax's own
+per-key state would only ever see keys that receive items.
+"""
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Iterable
+
+import bytewax.operators as op
+import orjson
+import pyarrow as pa
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from detectors.base import Detector, split_by_key
+from replay.merge import InputSpec, Pacer, merge_inputs
+from surveil.refdata import RefData, enrich
+from surveil.schemas import dead_letters, to_rows
+from surveil.store import Store
+from surveil.timeline import Timeline, TimelineState
+
+STORE_KEY = "store"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How events move: lateness, pairing, batching and sharding (all validated at construction)."""
+
+    max_lateness_ms: int = 5_000
+    pair_window_ms: int = 1_000
+    batch_rows: int = 65_536
+    shards: int = 8
+    speed: float | None = None  # replay pacing: None = as fast as possible, N = N× real time
+
+    def __post_init__(self):
+        if self.batch_rows < 1 or self.shards < 1:
+            raise ValueError("batch_rows and shards must be >= 1")
+
+
+# -- input -------------------------------------------------------------------------------
+class _ReplayPartition(StatefulSourcePartition):
+    def __init__(self, inputs: list[InputSpec], cfg: PipelineConfig, emitted: int, progress):
+        self._emitted = emitted
+        self._items = merge_inputs(inputs, batch_rows=cfg.batch_rows, skip_rows=emitted)
+        self._pacer = Pacer(cfg.speed)
+        self._progress = progress
+
+    def next_batch(self) -> list:
+        try:
+            kind, table = next(self._items)
+        except StopIteration:
+            raise StopIteration from None
+        if kind == "events":
+            self._pacer.wait_for(table.column("ts")[0].value)
+            self._emitted += table.num_rows
+            if self._progress:
+                self._progress(table.num_rows)
+        return [(kind, table)]
+
+    def snapshot(self) -> int:
+        return self._emitted
+
+
+class ReplaySource(FixedPartitionedSource):
+    """Files of any supported format, merged in event time; resumes by skipping rows already emitted."""
+
+    def __init__(self, inputs: list[InputSpec], cfg: PipelineConfig, progress=None):
+        self.inputs, self.cfg, self.progress = inputs, cfg, progress
+
+    def list_parts(self) -> list[str]:
+        return ["replay"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None):
+        return _ReplayPartition(self.inputs, self.cfg, resume_state or 0, self.progress)
+
+
+# -- stateful steps ------------------------------------------------------------------------
+class _TimelineLogic(StatefulBatchLogic):
+    def __init__(self, cfg: PipelineConfig, resume: TimelineState | None):
+        self.tl = Timeline(cfg.max_lateness_ms, cfg.pair_window_ms, state=resume)
+
+    def on_batch(self, values: list[pa.Table]):
+        out = []
+        for table in values:
+            ordered, late = self.tl.push(table)
+            if late.num_rows:
+                out.append(("late", late))
+            if ordered.num_rows:
+                out.append(("ordered", (self.tl.watermark_ns, ordered)))
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self):
+        rest = self.tl.flush()
+        return ([("ordered", (self.tl.watermark_ns, rest))] if rest.num_rows else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> TimelineState:
+        return copy.deepcopy(self.tl.state)
+
+
+class _DetectorShard(StatefulBatchLogic):
+    """Per-key states of one detector for the keys hashed to this shard."""
+
+    def __init__(self, det: Detector, resume: dict[str, Any] | None):
+        self.det = det
+        self.states: dict[str, Any] = resume or {}
+
+    def on_batch(self, values):
+        alerts = []
+        for watermark, parts in values:
+            for key, table in parts:
+                state = self.states.get(key)
+                if state is None:
+                    state = self.states[key] = self.det.new_state()
+                alerts.extend(self.det.update(state, table))
+            idle = [k for k, s in self.states.items() if self.det.is_idle(s, watermark)]
+            for k in idle:
+                del self.states[k]
+        return ([alerts] if alerts else []), StatefulBatchLogic.RETAIN
+
+    def on_eof(self):
+        alerts = [a for key in sorted(self.states) for a in self.det.flush(self.states[key])]
+        return ([alerts] if alerts else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self):
+        return copy.deepcopy(self.states)
+
+
+def _router(det: Detector, shards: int):
+    def route(item: tuple[int, pa.Table]) -> Iterable[tuple[str, tuple[int, list]]]:
+        watermark, events = item
+        by_shard: dict[int, list] = {s: [] for s in range(shards)}
+        for key, part in split_by_key(det.select(events), det.key_columns):
+            by_shard[zlib.adler32(key.encode()) % shards].append((key, part))
+        return [(str(s), (watermark, parts)) for s, parts in by_shard.items()]
+    return route
+
+
+# -- output ---------------------------------------------------------------------------------
+@dataclass
+class StoreTarget:
+    db_path: str
+    archive_dir: str | None = None
+    run_id: str | None = None
+    command: str = "replay"
+    inputs: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+class _StorePartition(StatefulSinkPartition):
+    def __init__(self, target: StoreTarget):
+        self.store = Store(target.db_path, target.archive_dir, target.run_id)
+        self.store.start_run(target.command, target.inputs, target.fingerprint)
+        self.events_in = 0
+
+    def write_batch(self, items: list[tuple[str, Any]]) -> None:
+        for tag, payload in items:
+            if tag == "archive":
+                self.store.archive(payload)
+                self.events_in += payload.num_rows
+            elif tag == "alerts":
+                self.store.write_alerts(payload)
+            elif tag == "dead":
+                self.store.write_dead_letters(payload)
+            elif tag == "late":
+                self.store.write_late(payload)
+                self.events_in += payload.num_rows
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.store.finish_run("ok", self.events_in)
+        self.store.close()
+
+
+class StoreSink(FixedPartitionedSink):
+    """One partition: DuckDB allows one writing process per file."""
+
+    def __init__(self, target: StoreTarget):
+        self.target = target
+
+    def list_parts(self) -> list[str]:
+        return [STORE_KEY]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None):
+        return _StorePartition(self.target)
+
+
+# -- the dataflow ------------------------------------------------------------------------------
+def build_flow(source, ref: RefData, detectors: list[Detector], sink, cfg: PipelineConfig = PipelineConfig(),
+               name: str = "surveil") -> Dataflow:
+    flow = Dataflow(name)
+    raw = op.input("read", flow, source)
+    is_events = op.branch("split_decoder_dead_letters", raw, lambda item: item[0] == "events")
+    events = op.map("events", is_events.trues, lambda item: item[1])
+    decoder_dead = op.map("decoder_dead_letters", is_events.falses, lambda item: ("dead", item[1]))
+
+    timeline = op.stateful_batch("event_time", op.key_on("one_timeline", events, lambda _: "timeline"),
+                                 lambda resume: _TimelineLogic(cfg, resume))
+    timeline = op.map("drop_timeline_key", timeline, lambda kv: kv[1])
+    is_ordered = op.branch("split_late", timeline, lambda item: item[0] == "ordered")
+    late = is_ordered.falses  # ("late", table)
+
+    def enrich_step(item):
+        watermark, table = item[1]
+        ok, refused = enrich(table, ref)
+        out = [("ordered", (watermark, ok))]
+        if refused.num_rows:
+            rows = refused.to_pylist()
+            raw_rows = table.take(pa.array([r["index"] for r in rows], pa.int64()))
+            out.append(("dead", dead_letters(
+                "enrich", "enrich", [(r["reason"], f"src {s} row {q}", orjson.dumps(x))
+                                     for r, s, q, x in zip(rows, raw_rows.column("src").to_pylist(),
+                                                           raw_rows.column("src_seq").to_pylist(), to_rows(raw_rows))],
+                watermark)))
+        return out
+
+    enriched_all = op.flat_map("enrich", is_ordered.trues, enrich_step)
+    is_ok = op.branch("split_enrich_refused", enriched_all, lambda item: item[0] == "ordered")
+    enriched = op.map("enriched", is_ok.trues, lambda item: item[1])  # (watermark, table)
+
+    alert_streams = []
+    for det in detectors:
+        routed = op.flat_map(f"route_{det.name}", enriched, _router(det, cfg.shards))
+        found = op.stateful_batch(f"detect_{det.name}", routed, lambda resume, det=det: _DetectorShard(det, resume))
+        alert_streams.append(op.map(f"alerts_{det.name}", found, lambda kv: ("alerts", kv[1])))
+
+    archive = op.map("archive", enriched, lambda item: ("archive", item[1]))
+    to_store = op.merge("to_store", archive, late, decoder_dead, is_ok.falses, *alert_streams)
+    op.output("store", op.key_on("store_key", to_store, lambda _: STORE_KEY), sink)
+    return flow
+
+
+def run(flow: Dataflow, *, workers: int = 1, epoch_interval: timedelta | None = None, recovery_config=None) -> None:
+    """Run in this process (``workers`` threads).  Multi-process clusters go through ``bytewax.run``."""
+    from bytewax._bytewax import cli_main
+
+    cli_main(flow, workers_per_process=workers, epoch_interval=epoch_interval, recovery_config=recovery_config)

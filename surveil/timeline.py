@@ -1,0 +1,151 @@
+"""One event-time timeline from many inputs: bounded lateness, a watermark, and FIX fill pairing.
+
+Inputs arrive roughly in event time (a k-way merge of files, or live feeds whose
+clocks and networks disagree).  ``Timeline.push`` takes any batch and returns the
+events it can now release in total order ``(ts, src, src_seq, kind)``, plus the
+events that came too late.
+
+Rules, all per row and so independent of how the input was cut into batches:
+
+- an event is **late** when its ``ts`` is more than ``max_lateness_ms`` behind the
+  largest ``ts`` seen before it; late events go to ``late_events`` (and the
+  archive), never into the detectors;
+- events are held until the watermark ``max_seen - max_lateness`` passes them by
+  ``pair_window_ms`` more, then released sorted.  Everything released later sorts
+  after everything released now, so the concatenation of all releases is one
+  sorted sequence whatever the batch sizes.
+
+FIX drop copies give each side of a match as its own fill, possibly on two
+platforms' sessions.  A trade is rebuilt from the two fills sharing a TrdMatchID
+(``trade_id``) within ``pair_window_ms`` of each other.  Holding releases back by
+that window means that when a fill is released its partner, if it exists, has
+already been seen: a fill whose partner never came becomes a one-sided trade
+then and there — recorded, never dropped.
+
+>>> import pyarrow as pa
+>>> from surveil.schemas import conform
+>>> tl = Timeline(max_lateness_ms=3000, pair_window_ms=0)
+>>> s = 1_000_000_000
+>>> out, late = tl.push(conform(pa.table({"ts": pa.array([5 * s, 3 * s, 9 * s, 1 * s], pa.int64()),
+...     "kind": ["trade"] * 4, "src": pa.array([0] * 4, pa.int32()), "src_seq": pa.array([0, 1, 2, 3], pa.int64())})))
+>>> out.column("src_seq").to_pylist(), late.column("src_seq").to_pylist()
+([1, 0], [3])
+>>> tl.flush().column("src_seq").to_pylist()
+[2]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from surveil.schemas import EVENT_SCHEMA, Action, Feed, Kind, Side, empty_events, sort_events, to_rows
+
+LATE_SCHEMA = EVENT_SCHEMA.append(pa.field("late_by_ms", pa.float64())).append(pa.field("watermark", EVENT_SCHEMA.field("ts").type))
+_MIN = -(2**62)
+
+
+@dataclass
+class TimelineState:
+    buffer: pa.Table = field(default_factory=empty_events)
+    max_seen_ns: int = _MIN
+    pending: dict[str, dict] = field(default_factory=dict)  # trade_id -> released fill awaiting its partner
+    released_until_ns: int = _MIN
+
+
+class Timeline:
+    def __init__(self, max_lateness_ms: int = 5_000, pair_window_ms: int = 1_000, state: TimelineState | None = None):
+        if max_lateness_ms < 0 or pair_window_ms < 0:
+            raise ValueError("max_lateness_ms and pair_window_ms must be >= 0")
+        self.lateness_ns = int(max_lateness_ms) * 1_000_000
+        self.window_ns = int(pair_window_ms) * 1_000_000
+        self.state = state or TimelineState()
+
+    @property
+    def watermark_ns(self) -> int:
+        """Every event released from now on has ``ts >= watermark_ns``."""
+        return self.state.released_until_ns
+
+    def push(self, events: pa.Table) -> tuple[pa.Table, pa.Table]:
+        st = self.state
+        if events.num_rows == 0:
+            return empty_events(), LATE_SCHEMA.empty_table()
+        ts = events.column("ts").cast(pa.int64()).to_numpy()
+        before = np.maximum.accumulate(np.concatenate(([st.max_seen_ns], ts)))[:-1]
+        late_mask = ts < before - self.lateness_ns
+        st.max_seen_ns = max(st.max_seen_ns, int(ts.max()))
+        late = LATE_SCHEMA.empty_table()
+        if late_mask.any():
+            late_events = events.filter(pa.array(late_mask))
+            late = late_events.append_column("late_by_ms", pa.array((before[late_mask] - ts[late_mask]) / 1e6)) \
+                .append_column("watermark", pa.array(before[late_mask] - self.lateness_ns).cast(LATE_SCHEMA.field("watermark").type))
+            events = events.filter(pa.array(~late_mask))
+        st.buffer = pa.concat_tables([st.buffer, events]) if st.buffer.num_rows else events
+        return self._release(st.max_seen_ns - self.lateness_ns - self.window_ns), late
+
+    def flush(self) -> pa.Table:
+        """Release everything held (end of input)."""
+        return self._release(2**62)
+
+    def _release(self, until_ns: int) -> pa.Table:
+        st = self.state
+        if until_ns <= st.released_until_ns:
+            return empty_events()
+        st.released_until_ns = until_ns
+        buf_ts = st.buffer.column("ts").cast(pa.int64())
+        mask = pc.less(buf_ts, until_ns)
+        chunk = st.buffer.filter(mask)
+        st.buffer = st.buffer.filter(pc.invert(mask))
+        if chunk.num_rows == 0:
+            return chunk
+        chunk = sort_events(chunk)
+        trades = self._pair(chunk)
+        return sort_events(pa.concat_tables([chunk, trades])) if trades.num_rows else chunk
+
+    # -- FIX fill pairing -----------------------------------------------------------
+    def _pair(self, chunk: pa.Table) -> pa.Table:
+        is_fix_fill = pc.and_(pc.and_(pc.equal(chunk.column("feed"), Feed.FIX.value),
+                                      pc.equal(chunk.column("action"), Action.FILL.value)),
+                              pc.is_valid(chunk.column("trade_id")))
+        fills = chunk.filter(pc.fill_null(is_fix_fill, False))
+        if fills.num_rows == 0:
+            return empty_events()
+        st = self.state
+        # fills still held (not yet released) that a released fill may be waiting for
+        # (only those already final — below the lateness watermark — so the outcome cannot depend on batching)
+        final = pc.less(st.buffer.column("ts").cast(pa.int64()), st.max_seen_ns - self.lateness_ns)
+        held = st.buffer.filter(pc.fill_null(pc.and_(final, pc.and_(pc.equal(st.buffer.column("feed"), Feed.FIX.value),
+                                                                    pc.equal(st.buffer.column("action"), Action.FILL.value))), False))
+        held_ids = set(held.column("trade_id").to_pylist())
+        trades = []
+        for f in to_rows(fills):
+            tid = f["trade_id"]
+            other = st.pending.pop(tid, None)
+            if other is not None and other["side"] != f["side"]:
+                trades.append(_trade_from(other, f))
+            elif other is None and tid in held_ids:
+                st.pending[tid] = f
+            else:
+                if other is not None:  # two fills on one side under one match id: keep both, unpaired
+                    trades.append(_trade_from(other, None))
+                trades.append(_trade_from(f, None))
+        return pa.Table.from_pylist(trades, schema=EVENT_SCHEMA) if trades else empty_events()
+
+
+def _trade_from(a: dict, b: dict | None) -> dict:
+    """A trade row from one or both sides' fills; the later fill gives its time and position."""
+    last = a if b is None or (a["ts"], a["src"], a["src_seq"]) >= (b["ts"], b["src"], b["src_seq"]) else b
+    sides = {f["side"]: f for f in (a, b) if f is not None}
+    aggressor = next((f["side"] for f in (a, b) if f is not None and f.get("is_aggressor")), None)
+    row = {k: last[k] for k in ("ts", "recv_ts", "feed", "src", "src_seq", "venue", "venue_symbol", "instrument",
+                                 "price", "qty", "trade_id")}
+    row["kind"] = Kind.TRADE.value
+    row["side"] = aggressor
+    for s in (Side.BUY.value, Side.SELL.value):
+        f = sides.get(s)
+        row[f"{s}_order_id"] = f["order_id"] if f else None
+        row[f"{s}_account"] = f["account"] if f else None
+        row[f"{s}_platform"] = f["platform"] if f else None
+    return row
