@@ -35,6 +35,7 @@ then and there — recorded, never dropped.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,13 +120,16 @@ class Timeline:
         held = st.buffer.filter(pc.fill_null(pc.and_(final, pc.and_(pc.equal(st.buffer.column("feed"), Feed.FIX.value),
                                                                     pc.equal(st.buffer.column("action"), Action.FILL.value))), False))
         held_ids = set(held.column("trade_id").to_pylist())
+        rows = to_rows(fills)
+        later_in_chunk = Counter(f["trade_id"] for f in rows)
         trades = []
-        for f in to_rows(fills):
+        for f in rows:
             tid = f["trade_id"]
+            later_in_chunk[tid] -= 1
             other = st.pending.pop(tid, None)
             if other is not None and other["side"] != f["side"]:
                 trades.append(_trade_from(other, f))
-            elif other is None and tid in held_ids:
+            elif other is None and (later_in_chunk[tid] > 0 or tid in held_ids):
                 st.pending[tid] = f
             else:
                 if other is not None:  # two fills on one side under one match id: keep both, unpaired

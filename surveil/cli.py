@@ -1,0 +1,298 @@
+"""The ``surveil`` command.
+
+    surveil demo                               a bundled two-platform market, replayed, alerts shown
+    surveil replay FILE... --ref DIR --db DB   replay files of any supported format in event-time order
+    surveil alerts --db DB [filters]           list alerts, or one alert with its evidence
+    surveil sql "SELECT ..." --db DB           any read-only SQL over alerts, evidence and archived events
+    surveil scenario generate --out DIR        write a labelled synthetic market
+    surveil detectors                          the detector catalogue with parameters and units
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+_ALERT_FILTERS = {"detector": "detector", "instrument": "instrument", "severity": "severity"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="surveil", description="Real-time cross-venue market surveillance: "
+                                "replay venue data through detectors into a DuckDB alert store and investigate it.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo", help="generate a two-platform shared-book market, replay it, show the alerts")
+    d.add_argument("--out", default="demo-out", help="working directory for the market and the database (default: %(default)s)")
+    d.add_argument("--minutes", type=int, default=10, help="length of the generated market (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=7, help="random seed of the market (default: %(default)s)")
+
+    r = sub.add_parser("replay", help="replay files (FIX drop copy, tardis/Binance/ccxt CSV, canonical Parquet/JSONL/CSV)")
+    r.add_argument("paths", nargs="+", metavar="PATH", help="input files; format recognised from content and extension")
+    r.add_argument("--db", required=True, help="DuckDB file to write alerts into (created if missing)")
+    r.add_argument("--ref", help="directory with instruments.csv, accounts.csv, owner_links.csv")
+    r.add_argument("--format", choices=None, help="force the format of every PATH (see `surveil replay --help`)")
+    r.add_argument("--venue", help="venue of files whose rows carry none (Binance, ccxt CSV)")
+    pace = r.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, help="pace the replay at N× real time")
+    pace.add_argument("--max", action="store_true", help="as fast as possible (the default)")
+    r.add_argument("--config", help="TOML configuration ([pipeline], [detectors.*])")
+    r.add_argument("--batch-rows", type=int, help="rows per Arrow batch (default 65536)")
+    r.add_argument("--workers", type=int, default=1, help="Bytewax worker threads (default: %(default)s)")
+    r.add_argument("--archive", help="Parquet archive directory (default: next to the database)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    a = sub.add_parser("alerts", help="list alerts (newest window first), or show one with --id")
+    a.add_argument("--db", required=True)
+    a.add_argument("--detector")
+    a.add_argument("--instrument")
+    a.add_argument("--severity", choices=["low", "medium", "high"])
+    a.add_argument("--owner", help="alerts naming this beneficial owner")
+    a.add_argument("--venue", help="alerts involving this venue")
+    a.add_argument("--since", help="window ends at or after this time (ISO-8601)")
+    a.add_argument("--until", help="window starts before this time (ISO-8601)")
+    a.add_argument("--id", dest="alert_id", help="show one alert with its evidence")
+    a.add_argument("--limit", type=int, default=50)
+
+    q = sub.add_parser("sql", help="run read-only SQL against a surveil database")
+    q.add_argument("query", help="SQL; tables: alerts, alert_evidence, dead_letters, late_events, runs; views: trades, orders, quotes")
+    q.add_argument("--db", required=True)
+    q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
+    s = sub.add_parser("scenario", help="labelled synthetic markets")
+    ssub = s.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    g = ssub.add_parser("generate", help="write a labelled two-platform market")
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--minutes", type=int, default=10)
+    g.add_argument("--rate", type=float, default=1500.0, help="events per second on average (default: %(default)s)")
+    g.add_argument("--formats", default="canonical,fix,tardis", help="comma-separated: canonical, fix, tardis")
+
+    sub.add_parser("detectors", help="list detectors with their parameters, defaults and units")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"demo": cmd_demo, "replay": cmd_replay, "alerts": cmd_alerts, "sql": cmd_sql,
+                "scenario": cmd_scenario, "detectors": cmd_detectors}[args.command](args)
+    except (FileNotFoundError, ValueError) as e:
+        err.print(f"[bold red]error:[/] {e}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_scenario(args) -> int:
+    from replay.scenario import generate
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    summary = generate(args.out, seed=args.seed, minutes=args.minutes, events_per_second=args.rate, formats=formats)
+    console.print(f"wrote a {args.minutes}-minute market (seed {args.seed}) to [bold]{args.out}[/]: {summary}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from flows.pipeline import PipelineConfig
+    from replay.merge import InputSpec
+    from surveil.config import load_config
+
+    cfg = load_config(args.config)
+    pipeline = dict(cfg.pipeline)
+    if args.batch_rows:
+        pipeline["batch_rows"] = args.batch_rows
+    if args.speed:
+        pipeline["speed"] = args.speed
+    inputs = [InputSpec(p, args.format, args.venue) for p in args.paths]
+    summary = _replay_with_progress(inputs, args.db, args.ref, PipelineConfig(**pipeline), cfg.detectors,
+                                    args.workers, args.archive, not args.no_progress)
+    _print_run(summary)
+    return 0
+
+
+def _replay_with_progress(inputs, db, ref, cfg, detector_config, workers=1, archive=None, show=True, command="replay"):
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.jobs import run_replay
+
+    if not show:
+        return run_replay(inputs, db_path=db, ref_dir=ref, cfg=cfg, detector_config=detector_config,
+                          workers=workers, archive_dir=archive, command=command)
+    with Progress(SpinnerColumn(), TextColumn("[bold]replaying[/]"), BarColumn(bar_width=None),
+                  TextColumn("{task.completed:,.0f} events"), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("replay", total=None, rate="")
+        import time
+
+        t0 = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = progress.tasks[0].completed + n
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            progress.update(task, advance=n, rate=f"{rate:,.0f} ev/s")
+
+        return run_replay(inputs, db_path=db, ref_dir=ref, cfg=cfg, detector_config=detector_config,
+                          workers=workers, archive_dir=archive, progress=advance, command=command)
+
+
+def _print_run(s) -> None:
+    console.print(f"run [bold]{s.run_id}[/]: {s.events:,} events in {s.seconds:.2f}s "
+                  f"([bold]{s.events_per_s:,.0f} events/s[/]), {s.alerts} alert(s), "
+                  f"{s.dead_letters} dead letter(s), {s.late_events} late event(s) → {s.db_path}")
+
+
+def cmd_demo(args) -> int:
+    from flows.pipeline import PipelineConfig
+    from replay.merge import InputSpec
+    from replay.scenario import generate
+
+    out = Path(args.out)
+    market = out / "market"
+    console.print(f"[bold]1/3[/] generating a {args.minutes}-minute shared-order-book market "
+                  f"(HKVATP + OVSAFF on SHARED, reference venue REFX) into {market}")
+    generate(market, seed=args.seed, minutes=args.minutes, formats=("canonical", "fix", "tardis"))
+    inputs = [InputSpec(str(p)) for p in sorted((market / "fix").glob("*.fix"))]
+    inputs += [InputSpec(str(p)) for p in sorted((market / "tardis").glob("*.csv"))]
+    db = out / "surveil.duckdb"
+    console.print(f"[bold]2/3[/] replaying the platforms' FIX drop copies and REFX's public trades "
+                  f"through the dataflow into {db}")
+    s = _replay_with_progress(inputs, db, market / "ref", PipelineConfig(), None, command="demo")
+    _print_run(s)
+    console.print("[bold]3/3[/] alerts found")
+    _show_alerts(str(db), {}, 20)
+    labels = market / "labels.json"
+    console.print(f"\nThe market's injected episodes are labelled in {labels}.")
+    console.print("Look further with SQL, for example:\n"
+                  f"  surveil alerts --db {db}\n"
+                  f"  surveil alerts --db {db} --id <alert_id>\n"
+                  f"  surveil sql \"SELECT detector, severity, count(*) FROM alerts GROUP BY ALL\" --db {db}\n"
+                  f"  surveil sql \"SELECT * FROM alert_evidence WHERE alert_id = '<alert_id>'\" --db {db}\n"
+                  f"  surveil sql \"SELECT venue, instrument, count(*), avg(price) FROM trades GROUP BY ALL\" --db {db}")
+    return 0
+
+
+def cmd_alerts(args) -> int:
+    if args.alert_id:
+        return _show_alert(args.db, args.alert_id)
+    filters = {k: getattr(args, k) for k in ("detector", "instrument", "severity", "owner", "venue", "since", "until")}
+    _show_alerts(args.db, filters, args.limit)
+    return 0
+
+
+def _show_alerts(db: str, filters: dict, limit: int) -> None:
+    from surveil.store import connect_readonly
+
+    where, params = [], []
+    for k in ("detector", "instrument", "severity"):
+        if filters.get(k):
+            where.append(f"{k} = ?")
+            params.append(filters[k])
+    if filters.get("owner"):
+        where.append("list_contains(owners, ?)")
+        params.append(filters["owner"])
+    if filters.get("venue"):
+        where.append("list_contains(venues, ?)")
+        params.append(filters["venue"])
+    if filters.get("since"):
+        where.append("window_end >= CAST(? AS TIMESTAMPTZ)")
+        params.append(filters["since"])
+    if filters.get("until"):
+        where.append("window_start < CAST(? AS TIMESTAMPTZ)")
+        params.append(filters["until"])
+    sql = ("SELECT alert_id, detector, severity, instrument, array_to_string(venues, ',') AS venues, "
+           "strftime(window_start, '%Y-%m-%d %H:%M:%S') AS start, "
+           "round(epoch_ms(window_end) / 1000 - epoch_ms(window_start) / 1000) AS secs, summary FROM alerts"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY window_start DESC, alert_id LIMIT ?")
+    con = connect_readonly(db)
+    try:
+        total = con.execute("SELECT count(*) FROM alerts" + (" WHERE " + " AND ".join(where) if where else ""),
+                            params).fetchone()[0]
+        rel = con.execute(sql, params + [limit])
+        _print_result(rel.description, rel.fetchall(), title=f"{total} alert(s)" + (f", newest {limit} shown" if total > limit else ""))
+    finally:
+        con.close()
+
+
+def _show_alert(db: str, alert_id: str) -> int:
+    from surveil.store import connect_readonly
+
+    con = connect_readonly(db)
+    try:
+        rel = con.execute("SELECT * FROM alerts WHERE alert_id = ?", [alert_id])
+        row = rel.fetchone()
+        if row is None:
+            err.print(f"no alert {alert_id!r} in {db}")
+            return 1
+        t = Table(show_header=False, title=f"alert {alert_id}")
+        for (name, *_), value in zip(rel.description, row):
+            t.add_row(name, str(value))
+        console.print(t)
+        ev = con.execute("SELECT * EXCLUDE (alert_id) FROM alert_evidence WHERE alert_id = ? ORDER BY ts, src, src_seq", [alert_id])
+        _print_result(ev.description, ev.fetchall(), title="evidence")
+    finally:
+        con.close()
+    return 0
+
+
+def cmd_sql(args) -> int:
+    import duckdb
+
+    from surveil.store import connect_readonly
+
+    con = connect_readonly(args.db)
+    try:
+        rel = con.execute(args.query)
+        if rel.description is None:
+            return 0
+        rows = rel.fetchall()
+    except duckdb.Error as e:
+        err.print(f"[bold red]SQL error:[/] {e}")
+        return 1
+    finally:
+        con.close()
+    if args.csv:
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow([d[0] for d in rel.description])
+        w.writerows(rows)
+    else:
+        _print_result(rel.description, rows, title=f"{len(rows)} row(s)")
+    return 0
+
+
+def cmd_detectors(args) -> int:
+    from detectors import describe
+
+    t = Table(title="detectors")
+    for c in ("detector", "keyed by", "parameter", "default", "unit", "meaning"):
+        t.add_column(c)
+    last = None
+    for r in describe():
+        first = r["detector"] != last
+        t.add_row(r["detector"] if first else "", r["keyed_by"] if first else "", r["parameter"], str(r["default"]),
+                  r["unit"], r["meaning"], end_section=False)
+        last = r["detector"]
+    console.print(t)
+    return 0
+
+
+def _print_result(description, rows, title: str = "") -> None:
+    t = Table(title=title, show_lines=False)
+    for d in description:
+        t.add_column(d[0], overflow="fold")
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

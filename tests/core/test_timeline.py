@@ -1,0 +1,104 @@
+"""Event-time ordering, lateness and FIX fill pairing."""
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings, strategies as st
+
+from surveil.schemas import sort_events
+from surveil.timeline import Timeline
+from tests.conftest import S, events
+
+
+def feed(tl: Timeline, table: pa.Table, batch_rows: int):
+    out, late = [], []
+    for start in range(0, table.num_rows, batch_rows):
+        o, l = tl.push(table.slice(start, batch_rows))
+        out.append(o)
+        late.append(l)
+    out.append(tl.flush())
+    return pa.concat_tables(out), pa.concat_tables(late)
+
+
+def two_venue_stream(n=400, skew_s=2.0, seed=0):
+    """Venue B's feed arrives interleaved with A's but stamped up to ``skew_s`` earlier (out of order)."""
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.uniform(0, 100, n))
+    venue = rng.choice(["A", "B"], n)
+    arrival_ts = ts + np.where(venue == "B", skew_s, 0.0)
+    order = np.argsort(arrival_ts, kind="stable")
+    return events(ts=ts[order], kind=["trade"] * n, venue=venue[order].tolist(), instrument=["X"] * n,
+                  price=[1.0] * n, qty=[1.0] * n, src=pa.array((venue[order] == "B").astype("int32")),
+                  src_seq=pa.array(np.arange(n)))
+
+
+def test_out_of_order_venues_come_out_in_event_time():
+    table = two_venue_stream(skew_s=2.0)
+    out, late = feed(Timeline(max_lateness_ms=3_000, pair_window_ms=0), table, 37)
+    assert late.num_rows == 0 and out.num_rows == table.num_rows
+    ts = out.column("ts").cast(pa.int64()).to_numpy()
+    assert (np.diff(ts) >= 0).all()
+    assert out.equals(sort_events(table))
+
+
+def test_events_beyond_the_lateness_go_to_late_with_how_late():
+    table = two_venue_stream(skew_s=2.0)
+    out, late = feed(Timeline(max_lateness_ms=500, pair_window_ms=0), table, 50)
+    assert late.num_rows > 0 and out.num_rows + late.num_rows == table.num_rows
+    assert set(late.column("venue").to_pylist()) == {"B"}
+    assert min(late.column("late_by_ms").to_pylist()) > 500
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 500), lateness_ms=st.integers(0, 4000), seed=st.integers(0, 5))
+def test_output_does_not_depend_on_batch_size(batch, lateness_ms, seed):
+    table = two_venue_stream(n=200, seed=seed)
+    ref_out, ref_late = feed(Timeline(lateness_ms, 0), table, table.num_rows)
+    out, late = feed(Timeline(lateness_ms, 0), table, batch)
+    assert out.equals(ref_out) and late.equals(ref_late)
+
+
+def fills(rows):
+    """FIX fills: (ts_s, platform, side, account, trade_id, aggressor)."""
+    n = len(rows)
+    ts, platform, side, account, tid, agg = zip(*rows)
+    return events(ts=list(ts), kind=["order"] * n, feed=["fix"] * n, action=["fill"] * n, venue=["SHARED"] * n,
+                  venue_symbol=["BTC-USDT"] * n, price=[100.0] * n, qty=[1.5] * n, side=list(side),
+                  platform=list(platform), account=list(account), order_id=[f"o-{a}-{t}" for a, t in zip(account, tid)],
+                  trade_id=list(tid), is_aggressor=list(agg), src=pa.array([0 if p == "HK" else 1 for p in platform], pa.int32()))
+
+
+def trades_of(out: pa.Table):
+    t = out.filter(pa.compute.equal(out.column("kind"), "trade"))
+    return t.select(["trade_id", "side", "buy_account", "sell_account", "buy_platform", "sell_platform"]).to_pylist()
+
+
+def test_fills_from_two_platforms_pair_into_one_trade():
+    table = fills([(1.0, "HK", "buy", "hk1", "M1", True), (1.0, "OV", "sell", "ov7", "M1", False)])
+    out, _ = feed(Timeline(1000, 1000), table, 1)
+    assert trades_of(out) == [{"trade_id": "M1", "side": "buy", "buy_account": "hk1", "sell_account": "ov7",
+                               "buy_platform": "HK", "sell_platform": "OV"}]
+    assert out.num_rows == 3  # both fills kept as order events, plus the trade
+
+
+def test_a_fill_whose_other_side_never_arrives_is_a_one_sided_trade():
+    table = fills([(1.0, "HK", "sell", "hk1", "M1", False), (5.0, "HK", "buy", "hk2", "M2", True),
+                   (5.2, "OV", "sell", "ov1", "M2", False)])
+    out, _ = feed(Timeline(1000, 1000), table, 1)
+    assert trades_of(out) == [
+        {"trade_id": "M1", "side": None, "buy_account": None, "sell_account": "hk1", "buy_platform": None, "sell_platform": "HK"},
+        {"trade_id": "M2", "side": "buy", "buy_account": "hk2", "sell_account": "ov1", "buy_platform": "HK", "sell_platform": "OV"},
+    ]
+    ts = out.column("ts").cast(pa.int64()).to_numpy()
+    assert (np.diff(ts) >= 0).all()
+    # the trade takes the later fill's time
+    assert out.filter(pa.compute.equal(out.column("kind"), "trade")).column("ts").cast(pa.int64()).to_pylist() == [1 * S, int(5.2 * S)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 7))
+def test_pairing_does_not_depend_on_batch_size(batch):
+    table = fills([(1.0, "HK", "buy", "a", "M1", True), (1.3, "OV", "sell", "b", "M1", False),
+                   (2.0, "OV", "buy", "c", "M2", False), (2.0, "OV", "sell", "d", "M3", True),
+                   (2.1, "HK", "sell", "e", "M2", True), (9.0, "HK", "buy", "f", "M4", True)])
+    ref, _ = feed(Timeline(500, 1000), table, table.num_rows)
+    out, _ = feed(Timeline(500, 1000), table, batch)
+    assert out.equals(ref) and len(trades_of(out)) == 4
