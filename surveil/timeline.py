@@ -50,7 +50,8 @@ _MIN = -(2**62)
 
 @dataclass
 class TimelineState:
-    buffer: pa.Table = field(default_factory=empty_events)
+    buffer: pa.Table = field(default_factory=empty_events)  # held events, sorted
+    buffer_ts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # their ts, for binary search
     max_seen_ns: int = _MIN
     pending: dict[str, dict] = field(default_factory=dict)  # trade_id -> released fill awaiting its partner
     released_until_ns: int = _MIN
@@ -83,25 +84,42 @@ class Timeline:
             late = late_events.append_column("late_by_ms", pa.array((before[late_mask] - ts[late_mask]) / 1e6)) \
                 .append_column("watermark", pa.array(before[late_mask] - self.lateness_ns).cast(LATE_SCHEMA.field("watermark").type))
             events = events.filter(pa.array(~late_mask))
-        st.buffer = pa.concat_tables([st.buffer, events]) if st.buffer.num_rows else events
+        self._hold(events)
         return self._release(st.max_seen_ns - self.lateness_ns - self.window_ns), late
 
     def flush(self) -> pa.Table:
         """Release everything held (end of input)."""
         return self._release(2**62)
 
+    def _hold(self, events: pa.Table) -> None:
+        # The buffer is kept sorted, so a release is a zero-copy prefix slice found by
+        # binary search; in-order input (the common case) is appended without re-sorting.
+        st = self.state
+        if events.num_rows == 0:
+            return
+        events = sort_events(events)
+        ts = events.column("ts").cast(pa.int64()).to_numpy()
+        if st.buffer.num_rows == 0:
+            st.buffer, st.buffer_ts = events, ts
+        elif ts[0] > st.buffer_ts[-1] or (ts[0] == st.buffer_ts[-1] and _key(events, 0) >= _key(st.buffer, -1)):
+            st.buffer = pa.concat_tables([st.buffer, events])
+            st.buffer_ts = np.concatenate((st.buffer_ts, ts))
+        else:
+            st.buffer = sort_events(pa.concat_tables([st.buffer, events]))
+            st.buffer_ts = st.buffer.column("ts").cast(pa.int64()).to_numpy()
+        if st.buffer.column("ts").num_chunks > 32:  # many small batches would make every later step chunk-bound
+            st.buffer = st.buffer.combine_chunks()
+
     def _release(self, until_ns: int) -> pa.Table:
         st = self.state
         if until_ns <= st.released_until_ns:
             return empty_events()
         st.released_until_ns = until_ns
-        buf_ts = st.buffer.column("ts").cast(pa.int64())
-        mask = pc.less(buf_ts, until_ns)
-        chunk = st.buffer.filter(mask)
-        st.buffer = st.buffer.filter(pc.invert(mask))
-        if chunk.num_rows == 0:
-            return chunk
-        chunk = sort_events(chunk)
+        n = int(np.searchsorted(st.buffer_ts, until_ns, side="left"))
+        if n == 0:
+            return empty_events()
+        chunk = st.buffer.slice(0, n)
+        st.buffer, st.buffer_ts = st.buffer.slice(n), st.buffer_ts[n:]
         trades = self._pair(chunk)
         return sort_events(pa.concat_tables([chunk, trades])) if trades.num_rows else chunk
 
@@ -116,10 +134,9 @@ class Timeline:
         st = self.state
         # fills still held (not yet released) that a released fill may be waiting for
         # (only those already final — below the lateness watermark — so the outcome cannot depend on batching)
-        final = pc.less(st.buffer.column("ts").cast(pa.int64()), st.max_seen_ns - self.lateness_ns)
-        held = st.buffer.filter(pc.fill_null(pc.and_(final, pc.and_(pc.equal(st.buffer.column("feed"), Feed.FIX.value),
-                                                                    pc.equal(st.buffer.column("action"), Action.FILL.value))), False))
-        held_ids = set(held.column("trade_id").to_pylist())
+        final = st.buffer.slice(0, int(np.searchsorted(st.buffer_ts, st.max_seen_ns - self.lateness_ns, side="left")))
+        is_fill = pc.and_(pc.equal(final.column("feed"), Feed.FIX.value), pc.equal(final.column("action"), Action.FILL.value))
+        held_ids = set(final.column("trade_id").filter(pc.fill_null(is_fill, False)).to_pylist())
         rows = to_rows(fills)
         later_in_chunk = Counter(f["trade_id"] for f in rows)
         trades = []
@@ -136,6 +153,13 @@ class Timeline:
                     trades.append(_trade_from(other, None))
                 trades.append(_trade_from(f, None))
         return pa.Table.from_pylist(trades, schema=EVENT_SCHEMA) if trades else empty_events()
+
+
+def _key(table: pa.Table, i: int) -> tuple:
+    """The tie-break part of the sort key (after ts) of one row."""
+    i = i % table.num_rows
+    src, seq, kind = (table.column(c)[i].as_py() for c in ("src", "src_seq", "kind"))
+    return (-1 if src is None else src, -1 if seq is None else seq, kind or "")
 
 
 def _trade_from(a: dict, b: dict | None) -> dict:

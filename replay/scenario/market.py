@@ -1,0 +1,162 @@
+"""The shared market model episodes inject into, and ``simulate``: config -> in-memory scenario.
+
+Randomness comes from one ``numpy.random.Generator(PCG64(...))`` per component, each seeded
+from ``(seed, crc32(component name))``: the run is deterministic for a seed, and adding an
+episode type later does not change the background of existing seeds.
+
+>>> sc = simulate(ScenarioConfig(seed=1, minutes=2, events_per_second=300))
+>>> sc.shared.schema == EVENT_SCHEMA, sc.shared.num_rows > 0, sc.refx.num_rows > 0
+(True, True, True)
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from surveil.schemas import EVENT_SCHEMA
+
+from .assemble import assemble_refx, assemble_shared
+from .config import NS, PLATFORMS, REFX, SHARED, ScenarioConfig
+from .episodes import EPISODE_TYPES, Episode, Scheduler, episode_count
+from .flow import background
+from .population import TRADER, Population, build_population
+from .prices import PriceModel
+
+
+def component_rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())])))
+
+
+class Market:
+    """Population, prices, scheduler and the spec lists every generator appends to."""
+
+    def __init__(self, cfg: ScenarioConfig):
+        self.cfg = cfg
+        self.pop: Population = build_population(component_rng(cfg.seed, "population"), cfg.population,
+                                                cfg.flow.mm_maker_share)
+        self.prices = PriceModel(component_rng(cfg.seed, "prices"), cfg)
+        self.scheduler = Scheduler(cfg.start_ns, cfg.end_ns, int(cfg.episodes.guard_s * NS))
+        self.shared_trades: list[dict] = []
+        self.passive_orders: list[dict] = []
+        self.refx_trades: list[dict] = []
+        self.refx_quotes: list[dict] = []
+        self.all_episodes: list[tuple[Episode, bool]] = []  # (episode, is_lookalike)
+        self.used_owners: set[int] = set()
+        self._variants: dict[str, list[str]] = {}
+        self._inst_pref: list[int] = list(range(len(cfg.instruments)))
+        self._lookalike = False
+
+    # ---- helpers for injection functions ------------------------------------------------
+    def instrument_order(self, rng) -> list[int]:
+        """Instruments to try, the preferred one (rotating per episode type) first."""
+        first = self._inst_pref[0]
+        rest = [int(i) for i in rng.permutation(len(self.cfg.instruments)) if i != first]
+        return [first] + rest
+
+    def next_variant(self, type_name: str, variants: tuple[str, ...], rng) -> str:
+        queue = self._variants.setdefault(type_name, [])
+        if not queue:
+            queue.extend(variants[i] for i in rng.permutation(len(variants)))
+        return queue.pop(0)
+
+    def pick_owner(self, rng, predicate) -> int | None:
+        """A trader not used by an earlier owner episode that satisfies ``predicate``."""
+        pop = self.pop
+        cands = [o for o in np.flatnonzero(pop.owner_role == TRADER).tolist()
+                 if o not in self.used_owners and predicate(o)]
+        if not cands:
+            cands = [o for o in np.flatnonzero(pop.owner_role == TRADER).tolist() if predicate(o)]
+        return int(cands[int(rng.integers(len(cands)))]) if cands else None
+
+    def pick_counterparty(self, rng, owners: list[int], platform: int | None = None) -> int:
+        """An account of a trader unlinked to every owner in ``owners``, optionally on a platform."""
+        pop = self.pop
+        for _ in range(1000):
+            a = int(pop.taker_pool[rng.integers(len(pop.taker_pool))])
+            if platform is not None and pop.account_platform[a] != platform:
+                continue
+            o = int(pop.account_owner[a])
+            if o in self.used_owners or any(pop.owner_linked(o, x) for x in owners):
+                continue
+            return a
+        raise RuntimeError("no unlinked counterparty found")
+
+    def platform_of(self, acct: int) -> str:
+        return PLATFORMS[int(self.pop.account_platform[acct])]
+
+    def new_episode(self, type_name, inst, venues, owners, accounts, start_ns, end_ns, params) -> Episode:
+        ep = Episode("", type_name, self.cfg.instruments[inst].instrument, venues, owners, accounts,
+                     int(start_ns), int(end_ns), params)
+        self.all_episodes.append((ep, self._lookalike))
+        return ep
+
+    def index_of(self, ep: Episode) -> int:
+        return next(i for i, (e, _) in enumerate(self.all_episodes) if e is ep)
+
+    # ---- episodes ------------------------------------------------------------------------
+    def inject_episodes(self) -> None:
+        cfg = self.cfg
+        n_inst = len(cfg.instruments)
+        for t in EPISODE_TYPES:
+            rng = component_rng(cfg.seed, f"episode:{t.name}")
+            n = episode_count(t, cfg)
+            pref = [int(i) for i in rng.permutation(n_inst)]
+            self._lookalike = t.lookalike
+            span = cfg.duration_ns
+            for k in range(n):
+                self._inst_pref = pref[k % n_inst:] + pref[:k % n_inst]
+                slot = (cfg.start_ns + span * k // n, cfg.start_ns + span * (k + 1) // n)
+                if t.inject(self, rng, slot) is None:  # slot full: anywhere in the run
+                    t.inject(self, rng, (cfg.start_ns, cfg.end_ns))
+        self._lookalike = False
+
+
+@dataclass
+class Scenario:
+    config: ScenarioConfig
+    shared: pa.Table  # EVENT_SCHEMA, venue SHARED, time-sorted
+    refx: pa.Table  # EVENT_SCHEMA, venue REFX, time-sorted
+    shared_aux: pa.Table  # order qty / order price / cum qty per SHARED row (for the FIX drop copy)
+    population: Population
+    episodes: list[Episode]
+    lookalikes: list[Episode]
+
+    def counts(self) -> dict:
+        out = {}
+        for venue, t in ((SHARED, self.shared), (REFX, self.refx)):
+            vc = pc.value_counts(t.column("kind")).to_pylist()
+            out[venue] = {d["values"]: int(d["counts"]) for d in sorted(vc, key=lambda d: d["values"])}
+        out["total"] = self.shared.num_rows + self.refx.num_rows
+        return out
+
+    def labels(self) -> dict:
+        cfg = self.config
+        return {
+            "seed": int(cfg.seed), "minutes": cfg.minutes, "events_per_second": cfg.events_per_second,
+            "start_ns": cfg.start_ns, "end_ns": cfg.end_ns, "events": self.counts(),
+            "episodes": [e.label() for e in self.episodes],
+            "lookalikes": [e.label() for e in self.lookalikes],
+        }
+
+
+def simulate(cfg: ScenarioConfig) -> Scenario:
+    m = Market(cfg)
+    m.inject_episodes()
+    background(m, component_rng(cfg.seed, "background"))
+    shared, aux, ep_trades = assemble_shared(m, component_rng(cfg.seed, "latency:shared"))
+    refx = assemble_refx(m, component_rng(cfg.seed, "latency:refx"))
+    episodes, lookalikes = [], []
+    ordered = sorted(range(len(m.all_episodes)),
+                     key=lambda i: (m.all_episodes[i][0].start_ns, m.all_episodes[i][0].instrument))
+    for i in ordered:
+        ep, is_look = m.all_episodes[i]
+        ep.trade_ids = ep_trades.get(i, [])
+        (lookalikes if is_look else episodes).append(ep)
+    for prefix, eps in (("EP", episodes), ("LA", lookalikes)):
+        for k, ep in enumerate(eps, 1):
+            ep.episode_id = f"{prefix}-{k:03d}"
+    return Scenario(cfg, shared, refx, aux, m.pop, episodes, lookalikes)
