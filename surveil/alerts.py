@@ -55,6 +55,8 @@ def evidence_id(row: dict) -> str:
         return f"{row.get('venue')}/t/{row['trade_id']}"
     if row.get("exec_id"):
         return f"{row.get('venue')}/x/{row['exec_id']}"
+    if row.get("kind") == "quote":  # quotes carry no id: venue, instrument and time name one in any format
+        return f"{row.get('venue')}/q/{row.get('instrument') or row.get('venue_symbol')}/{row.get('ts')}"
     return f"{row.get('src')}/{row.get('src_seq')}"
 
 

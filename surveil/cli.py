@@ -16,8 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, `| less`) gets a wide console instead of rich's 80-column default.
+console = Console() if Console().is_terminal else Console(width=200)
+err = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and logs
 
 _ALERT_FILTERS = {"detector": "detector", "instrument": "instrument", "severity": "severity"}
 
@@ -207,9 +208,9 @@ def _show_alerts(db: str, filters: dict, limit: int) -> None:
     if filters.get("until"):
         where.append("window_start < CAST(? AS TIMESTAMPTZ)")
         params.append(filters["until"])
-    sql = ("SELECT alert_id, detector, severity, instrument, array_to_string(venues, ',') AS venues, "
+    sql = ("SELECT alert_id, detector, severity, instrument, "
            "strftime(window_start, '%Y-%m-%d %H:%M:%S') AS start, "
-           "round(epoch_ms(window_end) / 1000 - epoch_ms(window_start) / 1000) AS secs, summary FROM alerts"
+           "round((epoch_ns(window_end) - epoch_ns(window_start)) / 1e9, 1) AS secs, summary FROM alerts"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY window_start DESC, alert_id LIMIT ?")
     con = connect_readonly(db)
     try:
@@ -236,7 +237,9 @@ def _show_alert(db: str, alert_id: str) -> int:
             t.add_row(name, str(value))
         console.print(t)
         ev = con.execute("SELECT * EXCLUDE (alert_id) FROM alert_evidence WHERE alert_id = ? ORDER BY ts, src, src_seq", [alert_id])
-        _print_result(ev.description, ev.fetchall(), title="evidence")
+        names, rows = [d[0] for d in ev.description], ev.fetchall()
+        keep = [i for i in range(len(names)) if any(r[i] is not None for r in rows)]  # columns this evidence uses
+        _print_result([ev.description[i] for i in keep], [[r[i] for i in keep] for r in rows], title="evidence")
     finally:
         con.close()
     return 0
@@ -252,6 +255,7 @@ def cmd_sql(args) -> int:
         rel = con.execute(args.query)
         if rel.description is None:
             return 0
+        description = rel.description
         rows = rel.fetchall()
     except duckdb.Error as e:
         err.print(f"[bold red]SQL error:[/] {e}")
@@ -261,11 +265,11 @@ def cmd_sql(args) -> int:
     if args.csv:
         import csv
 
-        w = csv.writer(sys.stdout)
-        w.writerow([d[0] for d in rel.description])
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow([d[0] for d in description])
         w.writerows(rows)
     else:
-        _print_result(rel.description, rows, title=f"{len(rows)} row(s)")
+        _print_result(description, rows, title=f"{len(rows)} row(s)")
     return 0
 
 
@@ -288,7 +292,8 @@ def cmd_detectors(args) -> int:
 def _print_result(description, rows, title: str = "") -> None:
     t = Table(title=title, show_lines=False)
     for d in description:
-        t.add_column(d[0], overflow="fold")
+        wide = d[0] in ("summary", "raw", "reason", "params", "metrics")
+        t.add_column(d[0], overflow="fold", no_wrap=not wide, ratio=3 if wide else None)
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
     console.print(t)
