@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1420, help="events per second in the generated market")
     ap.add_argument("--batch-rows", type=int, default=65_536)
     ap.add_argument("--shards", type=int, default=1)
-    ap.add_argument("--baseline-events", type=int, default=100_000)
+    ap.add_argument("--baseline-events", type=int, default=20_000)
     ap.add_argument("--workdir", help="keep the generated market here (default: a temporary directory)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -79,6 +80,9 @@ class Store:
                          "late_by_ms DOUBLE, watermark TIMESTAMP_NS)")
         self._writers: dict[tuple[str, str, str], pq.ParquetWriter] = {}
         self._pending: dict[tuple[str, str, str], list[pa.Table]] = {}
+        self._pending_rows: dict[tuple[str, str, str], int] = {}
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="surveil-archive")
+        self._io_pending: list[Future] = []
         self.counts = {"alerts": 0, "dead_letters": 0, "late_events": 0, "events_archived": 0}
 
     # -- writes ----------------------------------------------------------------------
@@ -151,16 +155,18 @@ class Store:
             v = venue.dictionary[int(code >> 32) % len(venue.dictionary)].as_py()
             date = np.datetime_as_string(np.datetime64(int(day.min() + (code & 0xFFFFFFFF)), "D"))
             part = part.select(list(KIND_COLUMNS[Kind(k)]) if k in Kind._value2member_map_ else EVENT_SCHEMA.names)
-            pending = self._pending.setdefault((k, date, v), [])
-            pending.append(part)
-            if sum(t.num_rows for t in pending) >= _ROW_GROUP_ROWS:
-                self._write_part((k, date, v))
+            key = (k, date, v)
+            self._pending.setdefault(key, []).append(part)
+            self._pending_rows[key] = self._pending_rows.get(key, 0) + part.num_rows
+            if self._pending_rows[key] >= _ROW_GROUP_ROWS:
+                self._write_part(key)
         self.counts["events_archived"] += events.num_rows
 
     def _write_part(self, key: tuple[str, str, str]) -> None:
         # Buffered to whole row groups: writing each (possibly one-row) batch as its own
         # row group would make the archive slow to read.
         parts = self._pending.pop(key, [])
+        self._pending_rows.pop(key, None)
         if not parts:
             return
         table = pa.concat_tables(parts)
@@ -174,7 +180,11 @@ class Store:
             w = self._writers[key] = pq.ParquetWriter(
                 path, table.schema, compression="snappy", write_statistics=["ts"],
                 use_dictionary=[c for c in _LOW_CARDINALITY if c in table.column_names])
-        w.write_table(table, row_group_size=_ROW_GROUP_ROWS)
+        # Parquet encoding releases the GIL: one background thread overlaps it with the dataflow.
+        # At most a few row groups wait, so memory stays bounded when the disk is slow.
+        self._io_pending.append(self._io.submit(w.write_table, table, row_group_size=_ROW_GROUP_ROWS))
+        while len(self._io_pending) > 4:
+            self._io_pending.pop(0).result()
 
     # -- runs ------------------------------------------------------------------------
     def start_run(self, command: str, inputs: list[str], fingerprint: str) -> None:
@@ -207,12 +217,16 @@ class Store:
     def close_archive(self) -> None:
         for key in list(self._pending):
             self._write_part(key)
+        for f in self._io_pending:
+            f.result()  # re-raises a failed write here, before the run is marked ok
+        self._io_pending.clear()
         for w in self._writers.values():
             w.close()
         self._writers.clear()
 
     def close(self) -> None:
         self.close_archive()
+        self._io.shutdown()
         self.con.close()
 
 
