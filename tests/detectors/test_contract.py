@@ -1,6 +1,12 @@
-"""The contract every registered detector keeps (river's estimator checks, for surveillance detectors)."""
+"""The contract every registered detector keeps (river's estimator checks, for surveillance detectors).
+
+Each detector is exercised on a market that contains its pattern: the generic
+``tests.conftest.market`` by default, or ``contract_market(seed, seconds)`` from its own
+test module ``tests/detectors/test_<name>.py`` when it defines one.
+"""
 from __future__ import annotations
 
+import importlib
 import pickle
 
 import pyarrow as pa
@@ -8,9 +14,17 @@ import pytest
 
 from detectors import REGISTRY, build_detectors
 from detectors.base import split_by_key, state_size
-from tests.conftest import market
+from tests.conftest import market as generic_market
 
 DETECTORS = build_detectors()
+
+
+def market(det, seed: int = 0, seconds: int = 1800) -> pa.Table:
+    try:
+        own = importlib.import_module(f"tests.detectors.test_{det.name}")
+    except ModuleNotFoundError:
+        own = None
+    return getattr(own, "contract_market", generic_market)(seed=seed, seconds=seconds)
 
 
 def run(det, table: pa.Table, batch_rows: int, snapshot_every: int | None = None):
@@ -42,13 +56,13 @@ def test_every_detector_is_registered_and_documented():
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: d.name)
 def test_finds_something_on_the_contract_market(det):
-    alerts, _ = run(det, market(), 1000)
+    alerts, _ = run(det, market(det), 1000)
     assert alerts, f"{det.name} found nothing in a market with its pattern injected"
 
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: d.name)
 def test_same_alerts_whatever_the_batch_size(det):
-    table = market(seed=1)
+    table = market(det, seed=1)
     reference, _ = run(det, table, table.num_rows)
     for rows in (1, 97, 1000):
         got, _ = run(det, table, rows)
@@ -57,7 +71,7 @@ def test_same_alerts_whatever_the_batch_size(det):
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: d.name)
 def test_snapshot_restore_gives_the_same_alerts(det):
-    table = market(seed=2)
+    table = market(det, seed=2)
     reference, _ = run(det, table, 500)
     restored, _ = run(det, table, 500, snapshot_every=3)
     assert restored == reference
@@ -66,15 +80,15 @@ def test_snapshot_restore_gives_the_same_alerts(det):
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: d.name)
 def test_state_stops_growing(det):
     """A long market leaves no more state behind than a short one: idle keys are evicted."""
-    _, short = run(det, market(seed=3, seconds=1800), 1000)
-    _, long = run(det, market(seed=3, seconds=7200), 1000)
+    _, short = run(det, market(det, seed=3, seconds=1800), 1000)
+    _, long = run(det, market(det, seed=3, seconds=7200), 1000)
     size = lambda states: sum(state_size(s) for s in states.values()) + len(states)  # noqa: E731
     assert size(long) <= max(size(short), 1) * 1.5
 
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: d.name)
 def test_alerts_carry_evidence_summary_and_parameters(det):
-    table = market()
+    table = market(det)
     alerts = []
     for key, part in split_by_key(det.select(table), det.key_columns):
         alerts += det.update(det.new_state(), part)
