@@ -29,8 +29,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_KEY_SEP = "\x1f"  # unit separator: cannot occur in venue or account names
-
 
 class RefDataError(ValueError):
     """A reference file is missing a column or holds an unusable row."""
@@ -99,41 +97,60 @@ class RefData:
         return cls(instruments, accounts, groups)
 
     def _build_index(self) -> None:
-        self.mapped_venues = pa.array(sorted({i.venue for i in self.instruments}), pa.string())
-        self._sym_keys = pa.array([f"{i.venue}{_KEY_SEP}{i.venue_symbol}" for i in self.instruments], pa.string())
-        self._sym_vals = pa.array([i.instrument for i in self.instruments], pa.string())
-        keys = list(self.accounts)
-        self._acct_keys = pa.array([f"{p}{_KEY_SEP}{a}" for p, a in keys], pa.string())
-        self._acct_owner = pa.array([self.accounts[k][0] for k in keys], pa.string())
-        self._group_keys = pa.array(list(self.owner_group), pa.string())
-        self._group_vals = pa.array(list(self.owner_group.values()), pa.string())
+        self._symbols = {(i.venue, i.venue_symbol): i.instrument for i in self.instruments}
+        self._mapped_venues = {i.venue for i in self.instruments}
 
     # -- vectorised lookups ------------------------------------------------------------
+    # Each maps the few *distinct* values (or value pairs) of a batch in Python and spreads
+    # the answers back with one take: a batch has millions of rows but only hundreds of
+    # accounts and symbols, so this beats building a joined string key for every row.
     def instrument_of(self, venue: pa.ChunkedArray, venue_symbol: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
         """Canonical instrument per row, and a mask of rows with an unknown symbol on a mapped venue."""
-        key = pc.binary_join_element_wise(venue, venue_symbol, _KEY_SEP)
-        idx = pc.index_in(key, value_set=self._sym_keys)
-        mapped = pc.take(self._sym_vals, idx) if len(self._sym_keys) else pa.nulls(len(key), pa.string())
-        on_mapped_venue = pc.is_in(venue, value_set=self.mapped_venues)
-        unknown = pc.and_(on_mapped_venue, pc.is_null(idx))
-        instrument = pc.if_else(on_mapped_venue, mapped, venue_symbol)
-        return instrument, np.asarray(pc.fill_null(unknown, False).to_numpy(zero_copy_only=False), dtype=bool)
+        def lookup(v, sym):
+            if v in self._mapped_venues:
+                inst = self._symbols.get((v, sym))
+                return inst, inst is None and sym is not None
+            return sym, False
+        (instrument, unknown) = _map_pairs(venue, venue_symbol, lookup, (pa.string(), pa.bool_()))
+        return instrument, np.asarray(unknown.to_numpy(zero_copy_only=False), dtype=bool)
 
     def owner_of(self, platform: pa.ChunkedArray, account: pa.ChunkedArray) -> pa.Array:
         """Beneficial owner per row; ``platform:account`` when the account is not on file; null without account."""
-        key = pc.binary_join_element_wise(platform, account, _KEY_SEP)
-        own = pc.take(self._acct_owner, pc.index_in(key, value_set=self._acct_keys)) if len(self._acct_keys) else pa.nulls(len(key), pa.string())
-        fallback = pc.binary_join_element_wise(pc.fill_null(platform, "?"), account, ":")
-        return pc.coalesce(own, fallback)
+        def lookup(p, a):
+            if a is None:
+                return (None,)
+            known = self.accounts.get((p, a))
+            return (known[0] if known else f"{p or '?'}:{a}",)
+        return _map_pairs(platform, account, lookup, (pa.string(),))[0]
 
     def group_of(self, owner: pa.Array) -> pa.Array:
         """Linked-owner group per row; an owner in no group is its own group."""
-        if len(self._group_keys) == 0:
+        if not self.owner_group:
             return owner
-        return pc.coalesce(pc.take(self._group_vals, pc.index_in(owner, value_set=self._group_keys)), owner)
+        enc = pc.dictionary_encode(owner)
+        enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+        groups = pa.array([self.owner_group.get(o, o) for o in enc.dictionary.to_pylist()], pa.string())
+        return groups.take(enc.indices)
 
     def accounts_of_owner(self, owner_id: str) -> list[tuple[str, str]]:
         return sorted(k for k, v in self.accounts.items() if v[0] == owner_id)
+
+
+def _map_pairs(a: pa.ChunkedArray, b: pa.ChunkedArray, fn, types: tuple[pa.DataType, ...]) -> list[pa.Array]:
+    """``fn(a_value, b_value) -> tuple`` evaluated once per distinct pair, spread back to every row."""
+    codes = []
+    dicts = []
+    for col in (a, b):
+        enc = pc.dictionary_encode(col)
+        enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+        dicts.append(enc.dictionary.to_pylist() + [None])
+        idx = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes.append(idx)
+    pair = codes[0] * len(dicts[1]) + codes[1]
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    answers = [fn(dicts[0][u // len(dicts[1])], dicts[1][u % len(dicts[1])]) for u in uniq]
+    take = pa.array(inverse.ravel())
+    return [pa.array([ans[k] for ans in answers], typ).take(take) for k, typ in enumerate(types)]
 
 
 def enrich(events: pa.Table, ref: RefData) -> tuple[pa.Table, pa.Table]:
