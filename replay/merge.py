@@ -12,6 +12,8 @@ shorter), so tests can vary the batch size and check the alerts do not change.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +37,47 @@ class InputSpec:
 Item = tuple[str, pa.Table]  # ("events", table) or ("dead", dead-letter table)
 
 
+_DONE = object()
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Decode ahead on a thread: Arrow's Parquet and CSV readers release the GIL, so the next
+    chunk is decoded while the dataflow works on this one.  Errors re-raise in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as e:  # handed to the consumer, which raises it
+            q.put(e)
+
+    t = threading.Thread(target=work, name="surveil-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 class _Input:
     def __init__(self, it: Iterator):
-        self.it = it
+        self.it = _prefetch(it)
         self.pending = empty_events()
         self.done = False
 

@@ -140,9 +140,19 @@ class Store:
             self.con.unregister("_append")
 
     def archive(self, events: pa.Table) -> None:
-        """Append events to the Parquet archive, one file per kind, day and venue, in this run."""
+        """Append events to the Parquet archive, one file per kind, day and venue, in this run.
+
+        The split and the encoding run on the archive thread (Arrow releases the GIL in
+        both), overlapping the dataflow; at most a few batches wait, bounding memory.
+        """
         if events.num_rows == 0:
             return
+        self.counts["events_archived"] += events.num_rows
+        self._io_pending.append(self._io.submit(self._archive, events))
+        while len(self._io_pending) > 4:
+            self._io_pending.pop(0).result()
+
+    def _archive(self, events: pa.Table) -> None:
         day = events.column("ts").cast(pa.int64()).to_numpy() // 86_400_000_000_000
         kind = pc.dictionary_encode(events.column("kind")).combine_chunks()
         venue = pc.dictionary_encode(pc.fill_null(events.column("venue"), "unknown")).combine_chunks()
@@ -160,7 +170,6 @@ class Store:
             self._pending_rows[key] = self._pending_rows.get(key, 0) + part.num_rows
             if self._pending_rows[key] >= _ROW_GROUP_ROWS:
                 self._write_part(key)
-        self.counts["events_archived"] += events.num_rows
 
     def _write_part(self, key: tuple[str, str, str]) -> None:
         # Buffered to whole row groups: writing each (possibly one-row) batch as its own
@@ -180,11 +189,7 @@ class Store:
             w = self._writers[key] = pq.ParquetWriter(
                 path, table.schema, compression="snappy", write_statistics=["ts"],
                 use_dictionary=[c for c in _LOW_CARDINALITY if c in table.column_names])
-        # Parquet encoding releases the GIL: one background thread overlaps it with the dataflow.
-        # At most a few row groups wait, so memory stays bounded when the disk is slow.
-        self._io_pending.append(self._io.submit(w.write_table, table, row_group_size=_ROW_GROUP_ROWS))
-        while len(self._io_pending) > 4:
-            self._io_pending.pop(0).result()
+        w.write_table(table, row_group_size=_ROW_GROUP_ROWS)
 
     # -- runs ------------------------------------------------------------------------
     def start_run(self, command: str, inputs: list[str], fingerprint: str) -> None:
@@ -215,11 +220,11 @@ class Store:
         refresh_views(self.con, self.archive_dir)
 
     def close_archive(self) -> None:
-        for key in list(self._pending):
-            self._write_part(key)
         for f in self._io_pending:
             f.result()  # re-raises a failed write here, before the run is marked ok
         self._io_pending.clear()
+        for key in list(self._pending):
+            self._write_part(key)
         for w in self._writers.values():
             w.close()
         self._writers.clear()
