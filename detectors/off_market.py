@@ -2,8 +2,9 @@
 
 For a trade on venue V the band comes from the *other* venues' latest observations that
 are fresh (at most ``max_staleness_ms`` older than the trade): a venue's top-of-book
-quote gives its bid and ask; a venue with no fresh quote gives its last trade price as
-both.  The band is [best bid, best offer] across them.  A trade beyond it by more than
+quote gives its bid and ask; a venue with no fresh quote gives the median of its last
+``ref_trades`` fresh trade prices as both (a median, so one odd print on a venue does not
+become the yardstick for every other venue's trades).  The band is [best bid, best offer] across them.  A trade beyond it by more than
 ``band_bps`` (measured from the breached edge) is off-market; against a quote it is a
 trade-through (the buyer could have bought cheaper, the seller sold dearer, on another
 venue).  The trade's own venue never enters its band.
@@ -15,7 +16,7 @@ trade + ``confirm_ms``, or at flush — so alerts do not depend on batching.
 
 Confirmed trades on one venue less than ``burst_gap_ms`` apart form one alert (a sustained
 gap is one finding, not hundreds), raised at the first and revised (same id) as trades
-join.  State per instrument: each venue's latest quote and trade, the trades awaiting
+join.  State per instrument: each venue's latest quote and last trades, the trades awaiting
 confirmation (at most ``confirm_ms`` worth) and one open burst per venue.
 
 >>> from tests.conftest import events
@@ -53,7 +54,7 @@ class _Obs:  # one venue's latest quote (bid, ask) or trade (price, price)
 @dataclass
 class _Ref:  # one edge of the band as a trade saw it
     venue: str
-    what: str  # "bid" | "ask" | "last trade"
+    what: str  # "bid" | "ask" | "recent-trade price"
     price: float
     row: pa.Table
 
@@ -84,9 +85,107 @@ class _Burst:
 @dataclass
 class OffMarketState:
     quotes: dict[str, _Obs] = field(default_factory=dict)  # venue -> latest quote
-    trades: dict[str, _Obs] = field(default_factory=dict)  # venue -> latest trade
+    trades: dict[str, list[_Obs]] = field(default_factory=dict)  # venue -> its last ref_trades trades
     pending: list[_Flagged] = field(default_factory=list)  # awaiting confirmation, in time order
     bursts: dict[str, _Burst] = field(default_factory=dict)  # venue -> open burst
+
+
+def _distance(p, lo, hi):
+    """bps beyond the band [lo, hi] (0 inside it, or without a band), and whether above it."""
+    with np.errstate(invalid="ignore"):
+        d = np.fmax((p - hi) / hi, (lo - p) / lo) * 1e4
+    return np.where(np.isnan(d), 0.0, d), p > hi
+
+
+class _Book:
+    """Every venue's references as of every prefix of one batch, built with forward fills.
+
+    Column ``p`` of each (venue x n+1) array holds what the state plus rows ``[0, p)`` had
+    seen; column 0 is the state alone.  Quotes: the latest bid, ask and time.  Trades: the
+    last ``r`` prices and times per venue (``tp[j]`` is the j-th latest), whose median is a
+    venue's reference when it has no fresh quote - so one odd print does not become the
+    yardstick every other venue's trades are measured against.
+    """
+
+    def __init__(self, state, events, ts, price, is_quote, r, stale_ns):
+        n, self.events, self.state, self.stale = events.num_rows, events, state, stale_ns
+        self.venues = sorted(set(state.quotes) | set(state.trades) | {p.venue for p in state.pending}
+                             | set(events.column("venue").unique().to_pylist()))
+        self.code = pc.index_in(events.column("venue"), value_set=pa.array(self.venues, pa.string())).to_numpy(
+            zero_copy_only=False)
+        K, ar = len(self.venues), np.arange(n)
+        bid, ask = (pc.fill_null(events.column(c), np.nan).to_numpy() for c in ("bid", "ask"))
+        self.qb, self.qa = np.full((K, n + 1), np.nan), np.full((K, n + 1), np.nan)
+        self.qt, self.qi = np.full((K, n + 1), NEVER, np.int64), np.full((K, n + 1), -1, np.int64)
+        self.tp, self.tt = np.full((r, K, n + 1), np.nan), np.full((r, K, n + 1), NEVER, np.int64)
+        self.tn = np.zeros((K, n + 1), np.int64)  # trades (held + batch) a venue has had by each prefix
+        self.hist = []  # per venue: (held trades, batch row of each later trade, all prices, all times)
+        for k, v in enumerate(self.venues):
+            mine = self.code == k
+            self.qi[k, 1:] = np.maximum.accumulate(np.where(is_quote & mine, ar, -1))
+            have, q = self.qi[k] >= 0, state.quotes.get(v)
+            for out, src, held in ((self.qb, bid, q and q.bid), (self.qa, ask, q and q.ask), (self.qt, ts, q and q.ts_ns)):
+                out[k, have] = src[self.qi[k, have]]
+                if held is not None:
+                    out[k, ~have] = held
+            held, rows = state.trades.get(v, []), np.flatnonzero(~is_quote & mine)
+            P = np.concatenate(([o.bid for o in held], price[rows]))
+            T = np.concatenate(([o.ts_ns for o in held], ts[rows])).astype(np.int64)
+            self.tn[k] = len(held) + np.concatenate(([0], np.cumsum(~is_quote & mine)))
+            for j in range(r):
+                e = self.tn[k] - 1 - j
+                ok = e >= 0
+                self.tp[j, k, ok], self.tt[j, k, ok] = P[e[ok]], T[e[ok]]
+            self.hist.append((held, rows, P, T))
+
+    def _trade_ref(self, pos, t0):
+        """Median of each venue's fresh recent trade prices, (r, K, m) -> (K, m); NaN without any."""
+        tv = np.where(self.tt[:, :, pos] >= t0 - self.stale, self.tp[:, :, pos], np.nan)
+        srt, cnt = np.sort(tv, axis=0), (~np.isnan(tv)).sum(axis=0)
+        lo = np.take_along_axis(srt, np.maximum(cnt - 1, 0)[None] // 2, axis=0)[0]
+        hi = np.take_along_axis(srt, np.minimum(cnt // 2, len(tv) - 1)[None], axis=0)[0]
+        return np.where(cnt > 0, (lo + hi) / 2, np.nan), tv
+
+    def band(self, pos, own, t0):
+        """The band the other venues' fresh references give trades at prefix ``pos``, on venue ``own``, at time ``t0``."""
+        m = len(pos)
+        fq = self.qt[:, pos] >= t0 - self.stale
+        med = self._trade_ref(pos, t0)[0]
+        b = np.where(fq, self.qb[:, pos], med)
+        a = np.where(fq, self.qa[:, pos], med)
+        b[own, np.arange(m)] = a[own, np.arange(m)] = np.nan
+        bk = np.argmax(np.where(np.isnan(b), -np.inf, b), axis=0)
+        ak = np.argmin(np.where(np.isnan(a), np.inf, a), axis=0)
+        bb, ba = b[bk, np.arange(m)], a[ak, np.arange(m)]
+        crossed = bb > ba  # the other venues disagree among themselves: anything between them is in the band
+        return (np.where(crossed, ba, bb), np.where(crossed, bb, ba), np.where(crossed, ak, bk),
+                np.where(crossed, bk, ak), crossed, fq)
+
+    def ref(self, k: int, pos: int, quote: bool, ask_side: bool, t0: int) -> _Ref:
+        """One band edge with its evidence row: the quote, or the recent trade nearest the median."""
+        v = self.venues[k]
+        if quote:
+            i = int(self.qi[k, pos])
+            return _Ref(v, "ask" if ask_side else "bid", float((self.qa if ask_side else self.qb)[k, pos]),
+                        self.events.take([i]) if i >= 0 else self.state.quotes[v].row)
+        med, tv = self._trade_ref(np.array([pos]), t0)
+        j = int(np.argmin(np.where(np.isnan(tv[:, k, 0]), np.inf, np.abs(tv[:, k, 0] - med[k, 0]))))
+        return _Ref(v, "recent-trade price", float(med[k, 0]), self._trade_row(k, int(self.tn[k, pos]) - 1 - j))
+
+    def _trade_row(self, k: int, e: int) -> pa.Table:
+        held, rows = self.hist[k][:2]
+        return held[e].row if e < len(held) else self.events.take([int(rows[e - len(held)])])
+
+    def keep_latest(self, state) -> None:
+        n = self.qi.shape[1] - 1
+        for k, v in enumerate(self.venues):
+            if self.qi[k, n] >= 0:
+                state.quotes[v] = _Obs(float(self.qb[k, n]), float(self.qa[k, n]), int(self.qt[k, n]),
+                                       self.events.take([int(self.qi[k, n])]))
+            held, rows, P, T = self.hist[k]
+            if len(rows):
+                keep = range(max(0, len(P) - self.tp.shape[0]), len(P))
+                state.trades[v] = [_Obs(float(P[e]), float(P[e]), int(T[e]), self._trade_row(k, e)) for e in keep]
 
 
 def _fmt(p: float) -> str:
@@ -103,16 +202,18 @@ class OffMarket(Detector):
         "max_staleness_ms": ("ms", "a venue's quote or last trade older than this (at the trade) is not a reference"),
         "confirm_ms": ("ms", "the trade must still be outside the band this long after it (else the market moved)"),
         "burst_gap_ms": ("ms", "off-market trades on one venue closer than this form one alert"),
+        "ref_trades": ("trades", "a venue without a fresh quote is referenced by the median of its last N fresh trades"),
     }
 
     def __init__(self, band_bps: float = 50.0, max_staleness_ms: int = 5_000, confirm_ms: int = 2_000,
-                 burst_gap_ms: int = 60_000):
-        if band_bps <= 0 or max_staleness_ms <= 0 or confirm_ms < 0 or burst_gap_ms < 0:
-            raise ValueError("band_bps and max_staleness_ms must be > 0, confirm_ms and burst_gap_ms >= 0")
+                 burst_gap_ms: int = 60_000, ref_trades: int = 3):
+        if band_bps <= 0 or max_staleness_ms <= 0 or confirm_ms < 0 or burst_gap_ms < 0 or ref_trades < 1:
+            raise ValueError("band_bps, max_staleness_ms > 0, confirm_ms, burst_gap_ms >= 0 and ref_trades >= 1 required")
         self.band_bps = float(band_bps)
         self.max_staleness_ms = int(max_staleness_ms)
         self.confirm_ms = int(confirm_ms)
         self.burst_gap_ms = int(burst_gap_ms)
+        self.ref_trades = int(ref_trades)
 
     def select(self, events: pa.Table) -> pa.Table:
         kind = events.column("kind")
@@ -130,7 +231,7 @@ class OffMarket(Detector):
         # no later trade could join a burst: dropping the state then changes nothing.
         stale, gap = self.max_staleness_ms * 1_000_000, self.burst_gap_ms * 1_000_000
         return (not state.pending and all(now_ns - b.last.ts_ns > gap for b in state.bursts.values())
-                and all(now_ns - o.ts_ns > stale for o in (*state.quotes.values(), *state.trades.values())))
+                and all(now_ns - o.ts_ns > stale for o in (*state.quotes.values(), *(t[-1] for t in state.trades.values()))))
 
     def update(self, state: OffMarketState, events: pa.Table) -> list[Alert]:
         return self._process(state, events, final=False) if events.num_rows else []
@@ -141,70 +242,25 @@ class OffMarket(Detector):
     def _process(self, state: OffMarketState, events: pa.Table, final: bool) -> list[Alert]:
         n = events.num_rows
         ts = events.column("ts").cast(pa.int64()).to_numpy()
+        price = pc.fill_null(events.column("price"), np.nan).to_numpy()
         is_quote = np.asarray(pc.equal(events.column("kind"), Kind.QUOTE.value).to_numpy(zero_copy_only=False), bool)
-        price, bid, ask = (pc.fill_null(events.column(c), np.nan).to_numpy() for c in ("price", "bid", "ask"))
-        venues = sorted(set(state.quotes) | set(state.trades) | {p.venue for p in state.pending}
-                        | set(events.column("venue").unique().to_pylist()))
-        code = pc.index_in(events.column("venue"), value_set=pa.array(venues, pa.string())).to_numpy(zero_copy_only=False)
-        K, stale, ar = len(venues), self.max_staleness_ms * 1_000_000, np.arange(n)
-        # Per venue, the latest quote and trade as of every prefix of the batch: column p holds
-        # what rows [0, p) plus the state saw (column 0 = the state alone).  A forward fill.
-        qb, qa, tp = (np.full((K, n + 1), np.nan) for _ in range(3))
-        qt, tt = np.full((K, n + 1), NEVER, np.int64), np.full((K, n + 1), NEVER, np.int64)
-        qi, ti = np.full((K, n + 1), -1, np.int64), np.full((K, n + 1), -1, np.int64)
-        def ffill(idx, mask, k, cols):
-            idx[k, 1:] = np.maximum.accumulate(np.where(mask & (code == k), ar, -1))
-            have = idx[k] >= 0
-            for out, src, held in cols:
-                out[k, have] = src[idx[k, have]]
-                if held is not None:
-                    out[k, ~have] = held
-
-        for k, v in enumerate(venues):
-            q, t = state.quotes.get(v), state.trades.get(v)
-            ffill(qi, is_quote, k, ((qb, bid, q and q.bid), (qa, ask, q and q.ask), (qt, ts, q and q.ts_ns)))
-            ffill(ti, ~is_quote, k, ((tp, price, t and t.bid), (tt, ts, t and t.ts_ns)))
-
-        def band(pos, own, t0):
-            """Lowest/highest edge of the other venues' fresh references, for trades at (pos, own venue, time t0)."""
-            m = len(pos)
-            fq, ft = qt[:, pos] >= t0 - stale, tt[:, pos] >= t0 - stale
-            b = np.where(fq, qb[:, pos], np.where(ft, tp[:, pos], np.nan))
-            a = np.where(fq, qa[:, pos], np.where(ft, tp[:, pos], np.nan))
-            b[own, np.arange(m)] = a[own, np.arange(m)] = np.nan
-            bk = np.argmax(np.where(np.isnan(b), -np.inf, b), axis=0)
-            ak = np.argmin(np.where(np.isnan(a), np.inf, a), axis=0)
-            bb, ba = b[bk, np.arange(m)], a[ak, np.arange(m)]
-            crossed = bb > ba  # the other venues disagree among themselves: anything between them is in the band
-            return (np.where(crossed, ba, bb), np.where(crossed, bb, ba), np.where(crossed, ak, bk),
-                    np.where(crossed, bk, ak), crossed, fq)
-
-        def distance(p, lo, hi):
-            with np.errstate(invalid="ignore"):
-                d = np.fmax((p - hi) / hi, (lo - p) / lo) * 1e4
-            return np.where(np.isnan(d), 0.0, d), p > hi
+        book = _Book(state, events, ts, price, is_quote, self.ref_trades, self.max_staleness_ms * 1_000_000)
+        code, venues = book.code, book.venues
 
         # 1. trades outside the band when they printed
         trades = np.flatnonzero(~is_quote)
-        lo, hi, lo_k, hi_k, crossed, fq = band(trades + 1, code[trades], ts[trades])
-        dist, above = distance(price[trades], lo, hi)
+        lo, hi, lo_k, hi_k, crossed, fq = book.band(trades + 1, code[trades], ts[trades])
+        dist, above = _distance(price[trades], lo, hi)
         cand = np.flatnonzero(dist > self.band_bps)
         rows, c_ts = trades[cand], ts[trades[cand]]
-
-        def ref(k: int, pos: int, quote: bool, ask_side: bool) -> _Ref:
-            idx, held = (qi, state.quotes) if quote else (ti, state.trades)
-            r = int(idx[k, pos])
-            px = (qa if ask_side else qb)[k, pos] if quote else tp[k, pos]
-            return _Ref(venues[k], ("ask" if ask_side else "bid") if quote else "last trade", float(px),
-                        events.take([r]) if r >= 0 else held[venues[k]].row)
 
         def flagged(c: int) -> _Flagged:  # materialise candidate c: only for trades kept as evidence or pending
             i, j = int(rows[c]), int(cand[c])
             ek, ok_ = (hi_k[j], lo_k[j]) if above[j] else (lo_k[j], hi_k[j])
             e_ask = bool(above[j]) != bool(crossed[j])
             return _Flagged(int(ts[i]), venues[code[i]], float(price[i]), events.column("trade_id")[i].as_py() or "(no id)",
-                            float(dist[j]), bool(above[j]), ref(int(ek), i + 1, bool(fq[ek, j]), e_ask),
-                            ref(int(ok_), i + 1, bool(fq[ok_, j]), not e_ask), events.take([i]))
+                            float(dist[j]), bool(above[j]), book.ref(int(ek), i + 1, bool(fq[ek, j]), e_ask, int(ts[i])),
+                            book.ref(int(ok_), i + 1, bool(fq[ok_, j]), not e_ask, int(ts[i])), events.take([i]))
 
         # 2. the verdict, confirm_ms later: decidable once an event later than that has been seen
         confirm = self.confirm_ms * 1_000_000
@@ -216,9 +272,9 @@ class OffMarket(Detector):
         t0 = np.concatenate(([p.ts_ns for p in state.pending], c_ts)).astype(np.int64)
         own = np.concatenate((old_code, code[rows])).astype(np.int64)
         px = np.concatenate(([p.price for p in state.pending], price[rows]))
-        a_lo, a_hi, *_ = band(pos[decided], own[decided], t0[decided])
+        a_lo, a_hi, *_ = book.band(pos[decided], own[decided], t0[decided])
         after = np.zeros(len(horizon))
-        after[decided] = distance(px[decided], a_lo, a_hi)[0]
+        after[decided] = _distance(px[decided], a_lo, a_hi)[0]
         confirmed = decided & (after > self.band_bps)
 
         # 3. bursts, in time order (decided trades always precede undecided ones)
@@ -245,12 +301,8 @@ class OffMarket(Detector):
         for v in sorted(dirty):
             a = self._alert(state.bursts[v])
             out[a.alert_id] = a
-        # 4. keep each venue's latest quote and trade; drop bursts no trade can join any more
-        for k, v in enumerate(venues):
-            if qi[k, n] >= 0:
-                state.quotes[v] = _Obs(float(qb[k, n]), float(qa[k, n]), int(qt[k, n]), events.take([int(qi[k, n])]))
-            if ti[k, n] >= 0:
-                state.trades[v] = _Obs(float(tp[k, n]), float(tp[k, n]), int(tt[k, n]), events.take([int(ti[k, n])]))
+        # 4. keep each venue's latest quote and trades; drop bursts no trade can join any more
+        book.keep_latest(state)
         if n:
             for v in [v for v, b in state.bursts.items() if ts[-1] - b.last.ts_ns > gap + confirm]:
                 del state.bursts[v]
@@ -259,7 +311,7 @@ class OffMarket(Detector):
     def _alert(self, b: _Burst) -> Alert:
         f, pk = b.first, b.peak
         instrument = f.row.column("instrument")[0].as_py()
-        quoted = f.edge.what != "last trade"
+        quoted = f.edge.what != "recent-trade price"
         side = (("above the best offer" if f.above else "below the best bid") if quoted
                 else ("above the highest recent price" if f.above else "below the lowest recent price"))
         kind = "trade-through" if quoted else "off-market"

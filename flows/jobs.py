@@ -19,6 +19,7 @@ class RunSummary:
     run_id: str
     db_path: str
     events: int
+    derived: int  # trades rebuilt from FIX fill pairs (not rows of any input)
     dead_letters: int
     late_events: int
     alerts: int
@@ -48,8 +49,9 @@ def run_replay(inputs: list[InputSpec], *, db_path: str | Path, ref_dir: str | P
     seconds = time.perf_counter() - t0
     con = connect_readonly(db_path)
     try:
-        events, dead, late, alerts = con.execute(
-            "SELECT events_in, dead_letters, late_events, alerts FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        events, derived, dead, late, alerts = con.execute(
+            "SELECT events_in, events_derived, dead_letters, late_events, alerts FROM runs WHERE run_id = ?",
+            [run_id]).fetchone()
     finally:
         con.close()
-    return RunSummary(run_id, str(db_path), events, dead, late, alerts, seconds)
+    return RunSummary(run_id, str(db_path), events, derived, dead, late, alerts, seconds)

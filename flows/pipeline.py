@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import bytewax.operators as op
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulBatchLogic
@@ -33,7 +34,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from detectors.base import Detector, split_by_key
 from replay.merge import InputSpec, Pacer, merge_inputs
 from surveil.refdata import RefData, enrich
-from surveil.schemas import dead_letters, to_rows
+from surveil.schemas import Feed, Kind, dead_letters, to_rows
 from surveil.store import Store
 from surveil.timeline import Timeline, TimelineState
 
@@ -169,12 +170,17 @@ class _StorePartition(StatefulSinkPartition):
         self.store = Store(target.db_path, target.archive_dir, target.run_id)
         self.store.start_run(target.command, target.inputs, target.fingerprint)
         self.events_in = 0
+        self.derived = 0
 
     def write_batch(self, items: list[tuple[str, Any]]) -> None:
         for tag, payload in items:
             if tag == "archive":
                 self.store.archive(payload)
-                self.events_in += payload.num_rows
+                # trades rebuilt from FIX fill pairs are derived, not read: keep "events in" = rows decoded
+                derived = pc.sum(pc.and_(pc.equal(payload.column("feed"), Feed.FIX.value),
+                                         pc.equal(payload.column("kind"), Kind.TRADE.value))).as_py() or 0
+                self.derived += derived
+                self.events_in += payload.num_rows - derived
             elif tag == "alerts":
                 self.store.write_alerts(payload)
             elif tag == "dead":
@@ -187,7 +193,7 @@ class _StorePartition(StatefulSinkPartition):
         return None
 
     def close(self) -> None:
-        self.store.finish_run("ok", self.events_in)
+        self.store.finish_run("ok", self.events_in, self.derived)
         self.store.close()
 
 

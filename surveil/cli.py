@@ -145,7 +145,8 @@ def _replay_with_progress(inputs, db, ref, cfg, detector_config, workers=1, arch
 
 
 def _print_run(s) -> None:
-    console.print(f"run [bold]{s.run_id}[/]: {s.events:,} events in {s.seconds:.2f}s "
+    derived = f" (+{s.derived:,} trades paired from FIX fills)" if s.derived else ""
+    console.print(f"run [bold]{s.run_id}[/]: {s.events:,} events{derived} in {s.seconds:.2f}s "
                   f"([bold]{s.events_per_s:,.0f} events/s[/]), {s.alerts} alert(s), "
                   f"{s.dead_letters} dead letter(s), {s.late_events} late event(s) → {s.db_path}")
 

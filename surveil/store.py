@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     run_id VARCHAR, recv_ts TIMESTAMP_NS, source VARCHAR, step_id VARCHAR, reason VARCHAR, position VARCHAR, raw BLOB);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, command VARCHAR, inputs JSON, fingerprint VARCHAR, started TIMESTAMPTZ,
-    finished TIMESTAMPTZ, status VARCHAR, events_in BIGINT, events_archived BIGINT, dead_letters BIGINT,
+    finished TIMESTAMPTZ, status VARCHAR, events_in BIGINT, events_derived BIGINT, events_archived BIGINT,
+    dead_letters BIGINT,
     late_events BIGINT, alerts BIGINT, seconds DOUBLE, archive VARCHAR, superseded_by VARCHAR);
 """
 
@@ -200,16 +201,17 @@ class Store:
             "VALUES (?, ?, ?, ?, now(), 'running', ?)",
             [self.run_id, command, orjson.dumps(inputs).decode(), fingerprint, str(self.archive_dir.resolve())])
 
-    def finish_run(self, status: str, events_in: int) -> None:
+    def finish_run(self, status: str, events_in: int, events_derived: int = 0) -> None:
         self.close_archive()
         secs = time.time() - getattr(self, "_started", time.time())
         c = self.counts
         # distinct alerts this run touched (the counter above counts revisions)
         c["alerts"] = self.con.execute("SELECT count(*) FROM alerts WHERE run_id = ?", [self.run_id]).fetchone()[0]
         self.con.execute(
-            "UPDATE runs SET finished = now(), status = ?, events_in = ?, events_archived = ?, dead_letters = ?, "
-            "late_events = ?, alerts = ?, seconds = ? WHERE run_id = ?",
-            [status, events_in, c["events_archived"], c["dead_letters"], c["late_events"], c["alerts"], secs, self.run_id])
+            "UPDATE runs SET finished = now(), status = ?, events_in = ?, events_derived = ?, events_archived = ?, "
+            "dead_letters = ?, late_events = ?, alerts = ?, seconds = ? WHERE run_id = ?",
+            [status, events_in, events_derived, c["events_archived"], c["dead_letters"], c["late_events"], c["alerts"],
+             secs, self.run_id])
         if status == "ok" and getattr(self, "_fingerprint", None):
             old = self.con.execute(
                 "SELECT run_id FROM runs WHERE fingerprint = ? AND run_id <> ? AND superseded_by IS NULL",

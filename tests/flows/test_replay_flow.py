@@ -94,7 +94,10 @@ def test_fix_drop_copies_and_tardis_csv_give_the_same_alerts_as_canonical(market
     """Trades rebuilt by pairing both platforms' FIX fills agree with the canonical trades."""
     db, ref_summary = reference
     s = replay(market, wire(market), tmp_path / "wire.duckdb")
+    labels = load_labels(market / "labels.json")
     assert s.dead_letters == 0
+    assert s.events == sum(labels["events"]["fix"].values()) + sum(labels["events"]["tardis"].values())
+    assert s.derived == labels["events"]["SHARED"]["trade"]
     assert alert_rows(tmp_path / "wire.duckdb")[0] == alert_rows(db)[0]
     con = connect_readonly(tmp_path / "wire.duckdb")
     try:
@@ -103,7 +106,6 @@ def test_fix_drop_copies_and_tardis_csv_give_the_same_alerts_as_canonical(market
         shared = con.execute("SELECT count(*) FROM trades WHERE venue = 'SHARED'").fetchone()[0]
     finally:
         con.close()
-    labels = load_labels(market / "labels.json")
     assert one_sided == 0 and shared == labels["events"]["SHARED"]["trade"]
 
 

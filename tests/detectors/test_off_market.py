@@ -1,0 +1,163 @@
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from detectors.off_market import OffMarket
+from surveil.schemas import sort_events
+from tests.conftest import events, market
+
+
+def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
+    """The generic market plus REFX quotes around REFX's prices and three SHARED prints 1.2% off, then one 0.9% under.
+
+    The generic market's REFX dislocations (t=300-360 s, 1200-1240 s) show up too, as off-market bursts.
+    """
+    m = market(seed=seed, seconds=seconds)
+    refx = m.filter(pa.compute.equal(m.column("venue"), "REFX"))
+    p = refx.column("price").to_numpy()
+    n = refx.num_rows
+    quotes = events(ts=refx.column("ts").cast(pa.int64()).to_numpy() / 1e9 + 0.001, kind=["quote"] * n, venue=["REFX"] * n,
+                    instrument=refx.column("instrument").to_pylist(), bid=np.round(p * (1 - 3e-4), 2),
+                    ask=np.round(p * (1 + 3e-4), 2), bid_qty=[1.0] * n, ask_qty=[1.0] * n, src=pa.array([1] * n, pa.int32()))
+    shared = m.filter(pa.compute.and_(pa.compute.equal(m.column("venue"), "SHARED"),
+                                      pa.compute.equal(m.column("instrument"), "BTC/USDT")))
+    sts = shared.column("ts").cast(pa.int64()).to_numpy() / 1e9
+    ref = lambda t: float(shared.column("price")[int(np.searchsorted(sts, t))].as_py())  # noqa: E731
+    at = [900.2, 903.7, 910.1, 1500.3]
+    px = [round(ref(t) * f, 2) for t, f in zip(at, (1.012, 1.013, 1.012, 0.991))]
+    bad = events(ts=at, kind=["trade"] * 4, venue=["SHARED"] * 4, instrument=["BTC/USDT"] * 4, price=px, qty=[5.0] * 4,
+                 side=["buy", "buy", "buy", "sell"], trade_id=[f"X{i}" for i in range(4)], src=pa.array([2] * 4, pa.int32()))
+    return sort_events(pa.concat_tables([m, quotes, bad]))
+
+
+def tape(rows):
+    """(t_s, venue, kind, price_or_(bid, ask)) tuples -> events on instrument X."""
+    ts, venue, kind, price, bid, ask = [], [], [], [], [], []
+    for t, v, k, p in rows:
+        ts.append(t), venue.append(v), kind.append(k)
+        price.append(p if k == "trade" else None)
+        bid.append(p[0] if k == "quote" else None), ask.append(p[1] if k == "quote" else None)
+    n = len(ts)
+    return events(ts=ts, kind=kind, venue=venue, instrument=["X"] * n, price=price, qty=[1.0 if k == "trade" else None for k in kind],
+                  bid=bid, ask=ask, trade_id=[f"t{i}" if k == "trade" else None for i, k in enumerate(kind)])
+
+
+def run(det, table, batch=None):
+    st = det.new_state()
+    sel = det.select(table)
+    out = {}
+    for s in range(0, sel.num_rows, batch or max(sel.num_rows, 1)):
+        out.update({a.alert_id: a for a in det.update(st, sel.slice(s, batch or sel.num_rows))})
+    out.update({a.alert_id: a for a in det.flush(st)})
+    return list(out.values())
+
+
+QUOTES = [(t, "REFX", "quote", (100.0, 100.5)) for t in np.arange(0, 20, 0.5)]
+
+
+def with_trade(t, venue, price, quotes=QUOTES):
+    return tape(sorted(quotes + [(t, venue, "trade", price)], key=lambda r: r[0]))
+
+
+@pytest.mark.parametrize("bps, fires", [(50.5, True), (49.5, False)])
+def test_above_the_best_offer_by_just_over_the_band_fires_just_under_does_not(bps, fires):
+    alerts = run(OffMarket(band_bps=50), with_trade(5.2, "SHARED", 100.5 * (1 + bps / 1e4)))
+    assert bool(alerts) is fires
+    if fires:
+        [a] = alerts
+        assert a.metrics["side"] == "above" and a.metrics["distance_bps"] == pytest.approx(bps)
+        assert a.metrics["reference_venue"] == "REFX" and a.metrics["reference_price"] == 100.5
+
+
+@pytest.mark.parametrize("bps, fires", [(50.5, True), (49.5, False)])
+def test_below_the_best_bid_by_just_over_the_band_fires_just_under_does_not(bps, fires):
+    alerts = run(OffMarket(band_bps=50), with_trade(5.2, "SHARED", 100.0 * (1 - bps / 1e4)))
+    assert bool(alerts) is fires
+    if fires:
+        assert alerts[0].metrics["side"] == "below" and "below the best bid" in alerts[0].summary
+
+
+def test_trade_through_on_the_shared_book_names_the_quote_it_went_through():
+    [a] = run(OffMarket(), with_trade(5.2, "SHARED", 101.40))
+    assert "SHARED trade t" in a.summary and "at 101.40 is 89.6 bps above the best offer across venues (REFX ask 100.50)" in a.summary
+    assert "trade-through" in a.summary and a.metrics["reference_kind"] == "trade-through"
+    kinds = a.evidence.column("kind").to_pylist()
+    assert kinds.count("trade") == 1 and "quote" in kinds and a.venues == ["REFX", "SHARED"]
+    assert a.window_start_ns == a.window_end_ns == 5_200_000_000 and a.params == OffMarket().params()
+
+
+def test_a_stale_reference_is_ignored():
+    quotes = [(0.0, "REFX", "quote", (100.0, 100.5)), (30.0, "REFX", "quote", (100.0, 100.5))]
+    assert run(OffMarket(max_staleness_ms=5_000), with_trade(5.5, "SHARED", 102.0, quotes)) == []
+    assert len(run(OffMarket(max_staleness_ms=5_000), with_trade(4.5, "SHARED", 102.0, quotes))) == 1
+
+
+def test_a_venue_without_quotes_is_referenced_by_the_median_of_its_recent_trades():
+    # both venues trade every second at 100; SHARED prints once at 100.9
+    rows = [(t + dt, v, "trade", 100.0) for t in range(10) for v, dt in (("REFX", 0.0), ("SHARED", 0.5))]
+    rows = sorted([r for r in rows if r[0] != 5.5] + [(5.5, "SHARED", "trade", 100.9)], key=lambda r: r[0])
+    [a] = run(OffMarket(), tape(rows))
+    assert a.metrics["reference_kind"] == "off-market" and "(REFX recent-trade price 100.00)" in a.summary
+    assert a.metrics["distance_bps"] == pytest.approx(90.0) and a.venues == ["REFX", "SHARED"]
+    # even without the confirmation window, the median keeps the odd print from framing REFX's next trade ...
+    assert [x.metrics["reference_venue"] for x in run(OffMarket(confirm_ms=0), tape(rows))] == ["REFX"]
+    # ... which SHARED's last print alone would
+    assert {x.metrics["reference_venue"] for x in run(OffMarket(confirm_ms=0, ref_trades=1), tape(rows))} == {"REFX", "SHARED"}
+
+
+def test_the_trades_own_venue_is_not_its_reference():
+    quotes = [(t, "SHARED", "quote", (100.0, 100.5)) for t in np.arange(0, 20, 0.5)]
+    assert run(OffMarket(), with_trade(5.2, "SHARED", 102.0, quotes)) == []
+
+
+def test_between_crossed_other_venues_is_in_the_band():
+    quotes = [(t, v, "quote", q) for t in np.arange(0, 20, 0.5) for v, q in (("A", (100.0, 100.2)), ("B", (101.0, 101.2)))]
+    assert run(OffMarket(), with_trade(5.2, "C", 100.6, quotes)) == []
+    assert len(run(OffMarket(), with_trade(5.2, "C", 102.0, quotes))) == 1
+
+
+def test_a_news_jump_that_moves_every_venue_is_not_off_market():
+    # SHARED prints the new level first; REFX's quotes follow 0.3 s later and stay there
+    quotes = [(t, "REFX", "quote", (100.0, 100.5) if t < 10.3 else (103.0, 103.5)) for t in np.arange(0, 20, 0.5)]
+    quotes.append((10.3, "REFX", "quote", (103.0, 103.5)))
+    rows = quotes + [(t, "SHARED", "trade", 103.2) for t in (10.0, 10.6, 11.5)]
+    table = tape(sorted(rows, key=lambda r: r[0]))
+    assert run(OffMarket(), table) == []
+    assert run(OffMarket(confirm_ms=0), table)  # without the confirmation the first print would alert
+
+
+def test_a_burst_on_one_venue_is_one_alert_revised_and_a_later_one_another():
+    trades = [(t, "SHARED", "trade", 101.5 + 0.1 * i) for i, t in enumerate((3.0, 4.0, 6.0))] + [(19.0, "SHARED", "trade", 101.5)]
+    table = tape(sorted(QUOTES + trades, key=lambda r: r[0]))
+    alerts = run(OffMarket(burst_gap_ms=5_000), table)
+    first, second = sorted(alerts, key=lambda a: a.window_start_ns)
+    assert first.metrics["trades"] == 3 and first.window_end_ns == 6_000_000_000 and "3 off-market trades" in first.summary
+    assert first.metrics["peak_distance_bps"] == pytest.approx((101.7 / 100.5 - 1) * 1e4)
+    assert second.metrics["trades"] == 1
+    assert {a.alert_id: a.summary for a in run(OffMarket(burst_gap_ms=5_000), table, batch=1)} == \
+        {a.alert_id: a.summary for a in alerts}
+
+
+def test_the_verdict_waits_for_the_confirmation_window_and_flush_gives_it():
+    det = OffMarket(confirm_ms=2_000)
+    st = det.new_state()
+    table = det.select(with_trade(5.2, "SHARED", 102.0))
+    head = table.filter(pa.compute.less_equal(table.column("ts"), pa.scalar(7_000_000_000, pa.timestamp("ns", "UTC"))))
+    assert det.update(st, head) == [] and len(st.pending) == 1
+    assert not det.is_idle(st, 7_000_000_000)
+    st2 = pickle.loads(pickle.dumps(st))
+    [a] = det.flush(st2)
+    [b] = det.update(st, table.slice(head.num_rows))
+    assert a.alert_id == b.alert_id and not st.pending
+
+
+def test_idle_only_when_nothing_could_change_a_later_alert():
+    det = OffMarket(max_staleness_ms=5_000, burst_gap_ms=10_000)
+    st = det.new_state()
+    run_rows = det.select(with_trade(5.2, "SHARED", 102.0))
+    det.update(st, run_rows)
+    last_quote = 19_500_000_000
+    assert not det.is_idle(st, last_quote + 4_000_000_000)  # REFX's quote could still be a reference
+    assert det.is_idle(st, last_quote + 5_000_000_001)
