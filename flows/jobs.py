@@ -42,7 +42,7 @@ def run_replay(inputs: list[InputSpec], *, db_path: str | Path, ref_dir: str | P
     detectors = build_detectors(detector_config)
     run_id = uuid.uuid4().hex[:16]
     target = StoreTarget(str(db_path), str(archive_dir) if archive_dir else None, run_id, command,
-                         [s.path for s in inputs], fingerprint(inputs))
+                         [s.path for s in inputs], fingerprint(inputs), str(ref_dir) if ref_dir else None)
     flow = build_flow(ReplaySource(inputs, cfg, progress), ref, detectors, StoreSink(target), cfg)
     t0 = time.perf_counter()
     run(flow, workers=workers)

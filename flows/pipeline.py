@@ -163,12 +163,15 @@ class StoreTarget:
     command: str = "replay"
     inputs: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    ref_dir: str | None = None
 
 
 class _StorePartition(StatefulSinkPartition):
     def __init__(self, target: StoreTarget):
         self.store = Store(target.db_path, target.archive_dir, target.run_id)
         self.store.start_run(target.command, target.inputs, target.fingerprint)
+        if target.ref_dir:
+            self.store.write_reference(RefData.load(target.ref_dir))
         self.events_in = 0
         self.derived = 0
 

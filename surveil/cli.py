@@ -61,8 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=50)
 
     q = sub.add_parser("sql", help="run read-only SQL against a surveil database")
-    q.add_argument("query", help="SQL; tables: alerts, alert_evidence, dead_letters, late_events, runs; views: trades, orders, quotes")
+    q.add_argument("query", nargs="?", help="SQL; tables: alerts, alert_evidence, dead_letters, late_events, runs, "
+                   "ref_instruments, ref_accounts, ref_owner_links; views: trades, orders, quotes")
     q.add_argument("--db", required=True)
+    q.add_argument("--saved", metavar="NAME", help="run a saved investigation from dashboards/ (see --list)")
+    q.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter of --saved")
+    q.add_argument("--list", action="store_true", help="list the saved investigations and their parameters")
     q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
     s = sub.add_parser("scenario", help="labelled synthetic markets")
@@ -251,9 +255,29 @@ def cmd_sql(args) -> int:
 
     from surveil.store import connect_readonly
 
+    import dashboards
+
+    if args.list:
+        for name in dashboards.list_saved():
+            _, params, about = dashboards.saved(name)
+            console.print(f"[bold]{name}[/] ({', '.join(params)}): {about}")
+        return 0
+    params: dict[str, str] | None = None
+    if args.saved:
+        query, wanted, _ = dashboards.saved(args.saved)
+        params = dict(p.split("=", 1) for p in args.param if "=" in p)
+        missing = [w for w in wanted if w not in params]
+        if missing or len(params) != len(args.param):
+            raise ValueError(f"{args.saved} takes --param {' --param '.join(f'{w}=…' for w in wanted)}"
+                             + (f"; missing {', '.join(missing)}" if missing else ""))
+        params = {k: v for k, v in params.items() if k in wanted}
+    elif args.query:
+        query = args.query
+    else:
+        raise ValueError("give a SQL query, --saved NAME or --list")
     con = connect_readonly(args.db)
     try:
-        rel = con.execute(args.query)
+        rel = con.execute(query, params) if params else con.execute(query)
         if rel.description is None:
             return 0
         description = rel.description

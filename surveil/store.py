@@ -43,27 +43,21 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id VARCHAR PRIMARY KEY, detector VARCHAR, detector_version VARCHAR, alert_key VARCHAR,
     severity VARCHAR, score DOUBLE, instrument VARCHAR, venues VARCHAR[], owners VARCHAR[], accounts VARCHAR[],
-    window_start TIMESTAMP_NS, window_end TIMESTAMP_NS, summary VARCHAR, params JSON, metrics JSON,
+    window_start TIMESTAMPTZ_NS, window_end TIMESTAMPTZ_NS, summary VARCHAR, params JSON, metrics JSON,
     evidence_count BIGINT, run_id VARCHAR, first_seen TIMESTAMPTZ, updated TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS alert_evidence (
-    alert_id VARCHAR, ts TIMESTAMP_NS, kind VARCHAR, venue VARCHAR, instrument VARCHAR, src INTEGER, src_seq BIGINT,
+    alert_id VARCHAR, ts TIMESTAMPTZ_NS, kind VARCHAR, venue VARCHAR, instrument VARCHAR, src INTEGER, src_seq BIGINT,
     trade_id VARCHAR, order_id VARCHAR, exec_id VARCHAR, side VARCHAR, action VARCHAR, price DOUBLE, qty DOUBLE,
     account VARCHAR, platform VARCHAR, owner VARCHAR, buy_account VARCHAR, sell_account VARCHAR,
     buy_platform VARCHAR, sell_platform VARCHAR, buy_owner VARCHAR, sell_owner VARCHAR);
 CREATE TABLE IF NOT EXISTS dead_letters (
-    run_id VARCHAR, recv_ts TIMESTAMP_NS, source VARCHAR, step_id VARCHAR, reason VARCHAR, position VARCHAR, raw BLOB);
+    run_id VARCHAR, recv_ts TIMESTAMPTZ_NS, source VARCHAR, step_id VARCHAR, reason VARCHAR, position VARCHAR, raw BLOB);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, command VARCHAR, inputs JSON, fingerprint VARCHAR, started TIMESTAMPTZ,
     finished TIMESTAMPTZ, status VARCHAR, events_in BIGINT, events_derived BIGINT, events_archived BIGINT,
     dead_letters BIGINT,
     late_events BIGINT, alerts BIGINT, seconds DOUBLE, archive VARCHAR, superseded_by VARCHAR);
 """
-
-
-def _naive(table: pa.Table) -> pa.Table:
-    """Drop the UTC zone from ns timestamps so DuckDB keeps them as TIMESTAMP_NS (nanoseconds intact)."""
-    cols = [c.cast(pa.timestamp("ns")) if pa.types.is_timestamp(c.type) else c for c in table.columns]
-    return pa.Table.from_arrays(cols, names=table.column_names)
 
 
 class Store:
@@ -78,7 +72,7 @@ class Store:
         self.con.execute(_DDL)
         late_cols = ", ".join(f"{f.name} {_duck_type(f.type)}" for f in EVENT_SCHEMA)
         self.con.execute(f"CREATE TABLE IF NOT EXISTS late_events (run_id VARCHAR, {late_cols}, "
-                         "late_by_ms DOUBLE, watermark TIMESTAMP_NS)")
+                         "late_by_ms DOUBLE, watermark TIMESTAMPTZ_NS)")
         self._writers: dict[tuple[str, str, str], pq.ParquetWriter] = {}
         self._pending: dict[tuple[str, str, str], list[pa.Table]] = {}
         self._pending_rows: dict[tuple[str, str, str], int] = {}
@@ -95,8 +89,7 @@ class Store:
             latest.pop(a.alert_id, None)
             latest[a.alert_id] = a
         table, evidence = alerts_table(list(latest.values()))
-        table = _naive(table).append_column("run_id", pa.array([self.run_id] * table.num_rows, pa.string()))
-        evidence = _naive(evidence)
+        table = table.append_column("run_id", pa.array([self.run_id] * table.num_rows, pa.string()))
         cols = table.column_names
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "alert_id")
         con = self.con
@@ -121,14 +114,14 @@ class Store:
     def write_dead_letters(self, dead: pa.Table) -> None:
         if dead.num_rows == 0:
             return
-        dead = _naive(dead.select(DEAD_LETTER_SCHEMA.names))
+        dead = dead.select(DEAD_LETTER_SCHEMA.names)
         self._append("dead_letters", dead)
         self.counts["dead_letters"] += dead.num_rows
 
     def write_late(self, late: pa.Table) -> None:
         if late.num_rows == 0:
             return
-        self._append("late_events", _naive(late))
+        self._append("late_events", late)
         self.counts["late_events"] += late.num_rows
         self.archive(late.select(EVENT_SCHEMA.names))
 
@@ -191,6 +184,29 @@ class Store:
                 path, table.schema, compression="snappy", write_statistics=["ts"],
                 use_dictionary=[c for c in _LOW_CARDINALITY if c in table.column_names])
         w.write_table(table, row_group_size=_ROW_GROUP_ROWS)
+
+    def write_reference(self, ref) -> None:
+        """Keep the run's reference data beside the alerts (``ref_*`` tables), for joins in investigations."""
+        tables = {
+            "ref_instruments": pa.table({
+                "venue": [i.venue for i in ref.instruments], "venue_symbol": [i.venue_symbol for i in ref.instruments],
+                "instrument": [i.instrument for i in ref.instruments],
+                "tick_size": pa.array([i.tick_size for i in ref.instruments], pa.float64()),
+                "lot_size": pa.array([i.lot_size for i in ref.instruments], pa.float64())}),
+            "ref_accounts": pa.table({
+                "platform": [k[0] for k in ref.accounts], "account": [k[1] for k in ref.accounts],
+                "owner_id": [v[0] for v in ref.accounts.values()], "owner_type": [v[1] for v in ref.accounts.values()],
+                "jurisdiction": [v[2] for v in ref.accounts.values()]}),
+            "ref_owner_links": pa.table({"owner_id": list(ref.owner_group), "group_id": list(ref.owner_group.values())}),
+        }
+        for name, table in tables.items():
+            table = pa.Table.from_arrays([c.cast(pa.string()) if pa.types.is_null(c.type) else c for c in table.columns],
+                                         names=table.column_names)
+            self.con.register("_ref", table)
+            try:
+                self.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _ref")
+            finally:
+                self.con.unregister("_ref")
 
     # -- runs ------------------------------------------------------------------------
     def start_run(self, command: str, inputs: list[str], fingerprint: str) -> None:
@@ -255,7 +271,7 @@ def _safe(name: str) -> str:
 
 def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
-        return "TIMESTAMP_NS"
+        return "TIMESTAMPTZ_NS"
     return {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
             pa.bool_(): "BOOLEAN", pa.binary(): "BLOB"}[t]
 
@@ -264,4 +280,6 @@ def connect_readonly(db_path: str | Path) -> duckdb.DuckDBPyConnection:
     p = Path(db_path)
     if not p.exists():
         raise FileNotFoundError(f"no surveil database at {p} (run `surveil demo` or `surveil replay … --db {p}` first)")
-    return duckdb.connect(str(p), read_only=True)
+    con = duckdb.connect(str(p), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")  # times are shown in UTC, whatever the analyst's machine uses
+    return con

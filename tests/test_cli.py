@@ -93,3 +93,33 @@ def test_real_tapes_replay_and_every_row_is_accounted_for(tmp_path):
     (tape_events, tape_dead), (tardis_events, tardis_dead) = [map(int, r.split(",")) for r in runs]
     assert tape_events + tape_dead == sum(map(data_rows, tapes)) > 4_000_000
     assert tardis_events + tardis_dead == sum(map(data_rows, tardis_files))
+
+
+def test_saved_investigations_run_with_parameters(tmp_path):
+    surveil("scenario", "generate", "--out", tmp_path / "m", "--seed", 2, "--minutes", 3, "--rate", 80,
+            "--formats", "canonical")
+    db = tmp_path / "s.duckdb"
+    surveil("replay", *sorted((tmp_path / "m" / "canonical").glob("*.parquet")), "--ref", tmp_path / "m" / "ref",
+            "--db", db, "--no-progress")
+    listing = surveil("sql", "--list", "--db", db).stdout
+    for name in ("owner_activity", "group_alerts", "order_lifecycle", "venue_prices"):
+        assert name in listing
+    alert_id, owner = surveil("sql", "SELECT alert_id, owners[1] FROM alerts WHERE detector = 'wash_trade' LIMIT 1",
+                              "--db", db, "--csv").stdout.split()[-1].split(",")
+
+    def rows(*args):
+        return surveil("sql", *args, "--db", db, "--csv").stdout.splitlines()[1:]
+
+    lifecycle = rows("--saved", "order_lifecycle", "--param", f"alert_id={alert_id}")
+    assert lifecycle and all(f",{owner}," in r for r in lifecycle)
+    activity = rows("--saved", "owner_activity", "--param", f"owner={owner}", "--param", "start=2026-03-02",
+                    "--param", "end=2026-03-03")
+    assert any(r.startswith("trade,") for r in activity) and any(r.startswith("order,") for r in activity)
+    prices = rows("--saved", "venue_prices", "--param", f"alert_id={alert_id}")
+    assert {r.split(",")[1] for r in prices} == {"REFX", "SHARED"}
+    group = surveil("sql", f"SELECT group_id FROM ref_owner_links WHERE owner_id = '{owner}'", "--db", db,
+                    "--csv").stdout.split()[1:]
+    if group:
+        assert alert_id in "\n".join(rows("--saved", "group_alerts", "--param", f"group={group[0]}"))
+    p = surveil("sql", "--saved", "venue_prices", "--db", db, check=False)
+    assert p.returncode == 2 and "--param alert_id=" in p.stderr

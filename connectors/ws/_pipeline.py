@@ -133,13 +133,15 @@ def decode_messages(venue: str | ModuleType, messages: Iterable[tuple[bytes, int
     p = Pipeline(venue, source=source, src=src, batch_rows=1 << 62)
     breaks = set(connection_breaks)
     conn = p.new_connection()
-    events, dead, n = [], [], 0
+    items: list[Item] = []
+    n = 0
     for i, (raw, recv) in enumerate(messages):
         if i in breaks and i:
             conn, n = p.new_connection(), 0
         n += 1
-        p.message(raw, recv, f"{conn}:{n}")
-    for kind, table in p.flush():
-        (events if kind == "events" else dead).append(table)
+        items += p.message(raw, recv, f"{conn}:{n}")[1]  # a gap flushes what came before it
+    items += p.flush()
+    events = [t for kind, t in items if kind == "events"]
+    dead = [t for kind, t in items if kind == "dead"]
     return Decoded(pa.concat_tables(events or [EVENT_SCHEMA.empty_table()]),
                    pa.concat_tables(dead or [DEAD_LETTER_SCHEMA.empty_table()]))

@@ -36,8 +36,6 @@ HEARTBEAT = Heartbeat(ping_message=None, stale_after_s=60.0)
 STREAMS = ("trade", "aggTrade")
 _PER_REQUEST = 200  # Binance caps a connection's incoming messages at 5/s: few, large requests
 
-# event types of the other public streams: well-formed, not trades
-_OTHER_EVENTS = {"depthUpdate", "kline", "24hrTicker", "24hrMiniTicker", "24hrRollingWindowTicker", "avgPrice"}
 
 
 def endpoint(**options: Any) -> str:
@@ -102,7 +100,8 @@ def decode(raw: bytes, recv_ts_ns: int) -> DecodedMessage:
         return collect([data], _trade, out, out.trades)
     if event == "aggTrade":
         return collect([data], _agg_trade, out, out.trades)
-    # bookTicker and partial-depth messages carry no "e"
-    if event in _OTHER_EVENTS or (event is None and ({"u", "b", "a"} <= data.keys() or "lastUpdateId" in data)):
+    # any other event type is a stream we do not decode (depth, kline, ticker...), not bad input;
+    # spot bookTicker and partial-depth messages carry no "e" at all
+    if isinstance(event, str) or (event is None and ({"u", "b", "a"} <= data.keys() or "lastUpdateId" in data)):
         return DecodedMessage(Control.IGNORED, recv_ts_ns, detail=str(event or "bookTicker/depth"))
     return malformed(recv_ts_ns, f"unrecognised Binance message (event {event!r})")
