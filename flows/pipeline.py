@@ -124,21 +124,29 @@ class _DetectorShard(StatefulBatchLogic):
         self.states: dict[str, Any] = resume or {}
 
     def on_batch(self, values):
-        alerts = []
+        alerts, dead = [], []
         for watermark, parts in values:
             for key, table in parts:
                 state = self.states.get(key)
                 if state is None:
                     state = self.states[key] = self.det.new_state()
-                alerts.extend(self.det.update(state, table))
+                try:
+                    alerts.extend(self.det.update(state, table))
+                except Exception as e:  # noqa: BLE001 — a detector bug must not stop surveillance of every other key
+                    # The key's state may be half-updated: start it afresh, and keep the rows as a dead letter.
+                    self.states[key] = self.det.new_state()
+                    dead.append(dead_letters(f"key {key}", f"detect_{self.det.name}", [
+                        (f"{type(e).__name__}: {e}", f"{table.num_rows} rows from ts {table.column('ts')[0].value}",
+                         orjson.dumps(to_rows(table)))], watermark))
             idle = [k for k, s in self.states.items() if self.det.is_idle(s, watermark)]
             for k in idle:
                 del self.states[k]
-        return ([alerts] if alerts else []), StatefulBatchLogic.RETAIN
+        out = [("alerts", alerts)] if alerts else []
+        return out + [("dead", d) for d in dead], StatefulBatchLogic.RETAIN
 
     def on_eof(self):
         alerts = [a for key in sorted(self.states) for a in self.det.flush(self.states[key])]
-        return ([alerts] if alerts else []), StatefulBatchLogic.RETAIN
+        return ([("alerts", alerts)] if alerts else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self):
         return copy.deepcopy(self.states)
@@ -250,7 +258,7 @@ def build_flow(source, ref: RefData, detectors: list[Detector], sink, cfg: Pipel
     for det in detectors:
         routed = op.flat_map(f"route_{det.name}", enriched, _router(det, cfg.shards))
         found = op.stateful_batch(f"detect_{det.name}", routed, lambda resume, det=det: _DetectorShard(det, resume))
-        alert_streams.append(op.map(f"alerts_{det.name}", found, lambda kv: ("alerts", kv[1])))
+        alert_streams.append(op.map(f"alerts_{det.name}", found, lambda kv: kv[1]))  # ("alerts"|"dead", payload)
 
     archive = op.map("archive", enriched, lambda item: ("archive", item[1]))
     to_store = op.merge("to_store", archive, late, decoder_dead, is_ok.falses, *alert_streams)

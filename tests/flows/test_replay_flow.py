@@ -167,3 +167,34 @@ def test_bad_input_becomes_dead_letters_and_the_rest_still_replays(market, refer
     assert s.dead_letters == 2 and len(rows) == 2
     assert any("CheckSum" in r[1] for r in rows) and any(r[2].startswith(b"8=FIX.4.4\x019=5") for r in rows)
     assert s.alerts >= 1
+
+
+def test_a_failing_detector_leaves_a_dead_letter_and_the_others_keep_working(market, tmp_path):
+    from bytewax.testing import TestingSource, run_main
+
+    from connectors import decode_file
+    from detectors import build_detectors
+    from detectors.wash_trade import WashTrade
+    from flows.pipeline import StoreSink, StoreTarget, build_flow
+    from surveil.refdata import RefData
+
+    class Broken(WashTrade):
+        name = "broken"
+
+        def update(self, state, events):
+            raise ZeroDivisionError("a bug")
+
+    items = [("events", d.events) for d in decode_file(market / "canonical" / "SHARED.parquet")]
+    items += [("events", d.events) for d in decode_file(market / "canonical" / "REFX.parquet", src=1)]
+    db = tmp_path / "broken.duckdb"
+    flow = build_flow(TestingSource(items), RefData.load(market / "ref"), build_detectors() + [Broken()],
+                      StoreSink(StoreTarget(str(db))), PipelineConfig(max_lateness_ms=10**9))
+    run_main(flow)
+    con = connect_readonly(db)
+    try:
+        dead = con.execute("SELECT DISTINCT step_id, reason FROM dead_letters").fetchall()
+        detectors = {r[0] for r in con.execute("SELECT DISTINCT detector FROM alerts").fetchall()}
+    finally:
+        con.close()
+    assert dead == [("detect_broken", "ZeroDivisionError: a bug")]
+    assert detectors == {"wash_trade", "price_dislocation"}
