@@ -85,33 +85,37 @@ def main() -> None:
                 prev = days.get((v, inst, int(d)))
                 if prev is None or st.n > prev["trades"]:
                     days[(v, inst, int(d))] = {**det.report(st), "alert": bool(alerts), "pump": dstr == pump,
-                                               "day": dstr, "file": path.name, "fired_at": st.fired_n}
+                                               "day": dstr, "file": path.name,
+                                               "peak": st.peak_score, "fired_at": st.fired_n}
     secs = time.perf_counter() - t0
 
     hdr = (f"{'venue':<16}{'instrument':<12}{'day':<11}{'trades':>7}{'chi2':>9}{'p':>9}{'MAD':>7}{'round':>7}"
-           f"{'expect':>8}{'unit':>8}{'alpha':>7}{'sB':>5}{'sR':>5}{'sT':>5}{'score':>6}  flags")
+           f"{'expect':>8}{'unit':>8}{'alpha':>7}{'sB':>5}{'sR':>5}{'sT':>5}{'score':>6}{'peak':>6}  flags")
     print(hdr)
     for (v, inst, _), r in sorted(days.items()):
         if r["trades"] < args.show_min_trades or (args.alerts_only and not r["alert"]):
             continue
-        flags = " ".join(f for f, on in (("ALERT", r["alert"]), ("pump", r["pump"]),
+        alert = f"ALERT@{r['fired_at']}" if r["alert"] else ""
+        flags = " ".join(f for f, on in ((alert, r["alert"]), ("pump", r["pump"]),
                                          ("(few)", r["trades"] < det.min_trades)) if on)
         print(f"{v:<16}{inst:<12}{r['day']:<11}{r['trades']:>7}{r['chi2']:>9.1f}{r['p_value']:>9.1e}{r['mad']:>7.4f}"
               f"{r['round_share']:>7.3f}{r['round_expected']:>8.4f}{r['round_unit']:>8g}{r['hill_alpha']:>7.2f}"
-              f"{r['score_benford']:>5.2f}{r['score_round']:>5.2f}{r['score_tail']:>5.2f}{r['score']:>6.3f}  {flags}")
+              f"{r['score_benford']:>5.2f}{r['score_round']:>5.2f}{r['score_tail']:>5.2f}{r['score']:>6.3f}{r['peak']:>6.2f}"
+              f"  {flags}")
 
     judged = [r for r in days.values() if r["trades"] >= det.min_trades]
     if not judged:
         print("no day reached min_trades")
         return
-    q = lambda name: np.percentile([r[name] for r in judged], [5, 50, 95])  # noqa: E731
+    q = lambda name: np.percentile([r[name] for r in judged], [1, 5, 50, 95, 99])  # noqa: E731
     alerts = [r for r in judged if r["alert"]]
     pumps = [r for r in judged if r["pump"]]
     print(f"\n{total:,} trades, {len(days)} venue/instrument/days ({len(judged)} with >= {det.min_trades} trades), "
-          f"{len(alerts)} alerts ({sum(r['pump'] for r in alerts)} on the {len(pumps)} pump days), {secs:.1f}s")
-    for name in ("mad", "round_excess", "round_ratio", "hill_alpha", "score"):
-        lo, mid, hi = q(name)
-        print(f"  {name:<13} p5 {lo:9.4f}  median {mid:9.4f}  p95 {hi:9.4f}")
+          f"{len(alerts)} alerts ({sum(r['pump'] for r in alerts)} on the {len(pumps)} pump days; "
+          f"{sum(r['score'] < det.min_score for r in alerts)} fired on an intraday stretch the whole day dilutes), "
+          f"{secs:.1f}s")
+    for name in ("mad", "mad_excess", "round_excess", "round_ratio", "hill_alpha", "score"):
+        print(f"  {name:<13}" + "".join(f" {lab} {v:9.4f}" for lab, v in zip(("p1", "p5", "median", "p95", "p99"), q(name))))
     print(f"  Nigrini first-digit MAD classes: "
           + ", ".join(f"{lab} {sum(lo <= r['mad'] < hi for r in judged)}" for lab, lo, hi in
                       (("close", 0, .006), ("acceptable", .006, .012), ("marginal", .012, .015), ("nonconforming", .015, 9))))

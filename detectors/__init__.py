@@ -6,9 +6,10 @@ from typing import Any
 
 from detectors.base import Detector
 from detectors.price_dislocation import PriceDislocation
+from detectors.volume_authenticity import VolumeAuthenticity
 from detectors.wash_trade import WashTrade
 
-REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (WashTrade, PriceDislocation)}
+REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (WashTrade, PriceDislocation, VolumeAuthenticity)}
 
 
 class DetectorConfigError(ValueError):
@@ -20,8 +21,8 @@ def build_detectors(config: dict[str, dict[str, Any] | bool] | None = None) -> l
 
     Detectors not named run with their defaults.
 
-    >>> [d.name for d in build_detectors({"price_dislocation": False})]
-    ['wash_trade']
+    >>> "price_dislocation" in [d.name for d in build_detectors({"price_dislocation": False})]
+    False
     >>> build_detectors({"wash_trade": {"window_gap_ms": "soon"}})
     Traceback (most recent call last):
     ...

@@ -18,9 +18,9 @@ affiliate's volume is traded by people or printed by a bot.  Three forensics on 
   Round share r = trades that are multiples of U / trades ≥ U.  A continuous size distribution
   rounded to the lot hits a multiple of U once in U/δ lots, r0 = δ/U; the score uses the excess
   ``(r - r0) / (1 - r0)``: the share of sizes not forced round by the lot that are round anyway.
-  People like round sizes too (the tapes show 0–40%), so only bot-like lot recycling (most sizes
-  round) counts.  Too *few* round sizes is reported (``round_ratio`` r/r0) but not scored: genuine
-  small-cap tapes sit near r0 as well.
+  People like round sizes too (real tapes: median 0.03, p99 0.25, Binance BTCUSDT futures 0.30),
+  so only bot-like lot recycling (most sizes round) counts.  Too *few* round sizes is reported
+  (``round_ratio`` r/r0) but not scored: genuine small-cap tapes sit near r0 as well.
 * **Tail.**  Hill estimator of the power-law exponent on the top k sizes,
   ``alpha = k / sum(ln(x_i / x_(k+1)))``.  Genuine size tails are power laws with alpha ~1–3; uniform
   or capped bot sizes give a thin tail (alpha large), a few identical clip sizes at the top give
@@ -60,7 +60,7 @@ import pyarrow.compute as pc
 from scipy import special
 
 from detectors.base import Detector
-from surveil.alerts import Alert, Severity, evidence_id
+from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
 DAY_NS = 86_400 * 10**9
@@ -136,16 +136,20 @@ class VolumeAuthenticity(Detector):
                  alpha_low: float = 0.8, alpha_high: float = 4.0, max_evidence_rows: int = 20):
         if not 0 < min_score <= 1 or min_trades < 1 or check_every_trades < 1 or tail_k < 2 or max_evidence_rows < 1:
             raise ValueError("min_score in (0,1], min_trades, check_every_trades, max_evidence_rows >= 1, tail_k >= 2")
-        if not (0 <= mad_low < mad_high and 0 <= round_excess_low < round_excess_high <= 1 and 0 < alpha_low < alpha_high):
+        if not (0 <= mad_low < mad_high and 0 <= round_excess_low < round_excess_high <= 1
+                and 0 < alpha_low < alpha_high):
             raise ValueError("each low bound must be below its high bound (round excess within 0..1, alphas > 0)")
-        self.min_score, self.min_trades, self.check_every_trades = float(min_score), int(min_trades), int(check_every_trades)
+        self.min_score, self.min_trades = float(min_score), int(min_trades)
+        self.check_every_trades = int(check_every_trades)
         self.tail_k, self.max_evidence_rows = int(tail_k), int(max_evidence_rows)
         self.mad_low, self.mad_high = float(mad_low), float(mad_high)
         self.round_excess_low, self.round_excess_high = float(round_excess_low), float(round_excess_high)
         self.alpha_low, self.alpha_high = float(alpha_low), float(alpha_high)
 
     def select(self, events: pa.Table) -> pa.Table:
-        mask = pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value), pc.greater(events.column("qty"), 0.0))
+        qty = events.column("qty")
+        mask = pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
+                       pc.and_(pc.greater(qty, 0.0), pc.is_finite(qty)))
         return events.filter(pc.fill_null(mask, False))
 
     def new_state(self) -> VolumeState:
@@ -197,6 +201,7 @@ class VolumeAuthenticity(Detector):
     # -- accumulation ------------------------------------------------------------------------------
     def _open(self, state: VolumeState, day: int, events: pa.Table, i: int, ts: int) -> None:
         row = to_rows(events.slice(i, 1))[0]
+        # every field back to its default: nothing of the old day survives
         state.__init__(day=day, first_ns=ts, opening=evidence_id(row), venue=row["venue"] or "",
                        instrument=row["instrument"] or row["venue_symbol"] or "")
 
@@ -225,7 +230,7 @@ class VolumeAuthenticity(Detector):
             return  # nothing in these rows beats the current evidence
         old = [(k, i) for i, k in enumerate(state.top_keys)]
         best = sorted(old + [(k, len(old) + i) for k, i in cands], reverse=True)[:m]
-        pool = events.take(pa.array(lo + order, pa.int64()))
+        pool = events.select(list(EVIDENCE_COLUMNS)).take(pa.array(lo + order, pa.int64()))  # slim: state pickles
         if state.top_rows is not None:
             pool = pa.concat_tables([state.top_rows, pool])
         state.top_keys = [k for k, _ in best]
@@ -269,9 +274,10 @@ class VolumeAuthenticity(Detector):
         s_round = _ramp(excess, self.round_excess_low, self.round_excess_high)
         s_tail = max(_ramp(alpha, self.alpha_high, 2 * self.alpha_high),
                      _ramp(-alpha, -self.alpha_low, -self.alpha_low / 2))
-        return {"trades": n, "chi2": round(float(chi2), 4), "p_value": float(p), "mad": round(mad, 6), "mad_excess": round(mad_excess, 6),
-                "resolution": 10.0 ** j0, "round_unit": 10.0 ** u, "round_share": round(r, 4),
-                "round_expected": round(r0, 6), "round_ratio": round(r / r0, 3), "round_excess": round(excess, 4),
+        return {"trades": n, "chi2": round(chi2, 4), "p_value": p, "mad": round(mad, 6),
+                "mad_excess": round(mad_excess, 6), "resolution": 10.0 ** j0, "round_unit": 10.0 ** u,
+                "round_share": round(r, 4), "round_expected": r0, "round_ratio": round(r / r0, 3),
+                "round_excess": round(excess, 4),
                 "hill_alpha": round(alpha, 4), "hill_k": k, "score_benford": round(s_benford, 4),
                 "score_round": round(s_round, 4), "score_tail": round(s_tail, 4),
                 "score": round((s_benford + s_round + s_tail) / 3, 4)}
@@ -279,11 +285,12 @@ class VolumeAuthenticity(Detector):
     def _alert(self, state: VolumeState) -> Alert:
         r = self.report(state)
         day = datetime.fromtimestamp(state.day * 86_400, timezone.utc).date().isoformat()
-        peak = "" if state.peak_n == r["trades"] else f", peak {state.peak_score:.2f} at {state.peak_n:,}"
+        peak = f", peak {state.peak_score:.2f} at {state.peak_n:,}" if state.peak_score > r["score"] else ""
+        tail = f"{r['hill_alpha']:.2f}" if r["hill_alpha"] < ALPHA_CAP else "capped (top sizes identical)"
         summary = (f"{state.venue} {state.instrument} {day}: sizes look fabricated (score {r['score']:.2f} over "
                    f"{r['trades']:,} trades{peak}): Benford MAD {r['mad']:.3f} (chi2 {r['chi2']:.0f}, p {r['p_value']:.1e}), "
                    f"{r['round_share']:.0%} of sizes round at {r['round_unit']:g} (continuous: {r['round_expected']:.1%}), "
-                   f"tail alpha {r['hill_alpha']:.2f} on top {r['hill_k']}")
+                   f"tail alpha {tail} on top {r['hill_k']}")
         top = max(r["score"], state.peak_score)  # the day so far may have diluted what a checkpoint saw
         severity = Severity.HIGH if top >= 0.8 else Severity.MEDIUM if top >= 0.65 else Severity.LOW
         return Alert.build(
@@ -291,5 +298,7 @@ class VolumeAuthenticity(Detector):
             window_start_ns=state.day * DAY_NS, window_end_ns=state.last_ns, opening_evidence=[state.opening],
             evidence=state.top_rows, severity=severity, score=top,
             instrument=state.instrument, venues=[state.venue], owners=[], accounts=[], summary=summary,
-            params=self.params(), metrics={**r, "fired_at_trades": state.fired_n, "peak_score": state.peak_score, "peak_at_trades": state.peak_n},
+            params=self.params(),
+            metrics={**r, "fired_at_trades": state.fired_n, "peak_score": state.peak_score,
+                     "peak_at_trades": state.peak_n},
         )
