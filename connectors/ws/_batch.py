@@ -25,14 +25,15 @@ import pyarrow as pa
 from surveil.schemas import TS, Feed, Kind, empty_dead_letters, empty_events
 
 from .._events import Context, DeadRow, finish
-from ._message import DecodedMessage, QuoteRow, TradeRow
+from ._message import DecodedMessage, TradeRow
 
 _COLUMNS = ("kind", "ts", "recv_ts", "venue_symbol", "price", "qty", "side", "trade_id", "buy_order_id",
             "sell_order_id", "bid", "bid_qty", "ask", "ask_qty")
 _TYPES = {"ts": pa.int64(), "recv_ts": pa.int64(), "price": pa.float64(), "qty": pa.float64(), "bid": pa.float64(),
           "bid_qty": pa.float64(), "ask": pa.float64(), "ask_qty": pa.float64()}
-_NO_QUOTE = (None, None, None, None)
-_NO_TRADE = (None, None, None, None, None, None)
+_TRADE, _QUOTE = Kind.TRADE.value, Kind.QUOTE.value
+_TRADE_FIELDS = ("price", "qty", "side", "trade_id", "buy_order_id", "sell_order_id")  # TradeRow[2:8]
+_QUOTE_FIELDS = ("bid", "bid_qty", "ask", "ask_qty")  # QuoteRow[2:6]
 
 
 class BatchBuilder:
@@ -70,11 +71,15 @@ class BatchBuilder:
     def add(self, msg: DecodedMessage, raw: bytes, position: str, trades: list[TradeRow] | None = None) -> None:
         """Queue a message's rows (``trades``: the ones the gap tracker kept) and item errors."""
         cols, recv = self._cols, msg.recv_ts_ns
-        rows: list[tuple[int, TradeRow | QuoteRow]] = [(r.item, r) for r in (msg.trades if trades is None else trades)]
-        rows += [(q.item, q) for q in msg.quotes]
-        bad = [(i if i is not None else -1, reason) for i, reason in msg.errors]
-        # one message's rows and errors in item order, so src_seq follows the wire
-        for item, entry in sorted(rows + bad, key=lambda e: e[0]):
+        trades = msg.trades if trades is None else trades
+        if msg.errors or msg.quotes:
+            # one message's rows and errors in item order, so src_seq follows the wire
+            entries = [(r.item, r) for r in trades] + [(q.item, q) for q in msg.quotes]
+            entries += [(i if i is not None else -1, reason) for i, reason in msg.errors]
+            entries.sort(key=lambda e: e[0])
+        else:  # the usual case: trades only, already in item order
+            entries = [(r.item, r) for r in trades]
+        for item, entry in entries:
             where = f"{position}:{item}" if item >= 0 else position
             if isinstance(entry, str):
                 self.add_dead(entry, where, raw, recv)
@@ -85,18 +90,12 @@ class BatchBuilder:
             cols["ts"].append(entry.ts_ns)
             cols["recv_ts"].append(recv)
             cols["venue_symbol"].append(entry.venue_symbol)
-            if isinstance(entry, TradeRow):
-                cols["kind"].append(Kind.TRADE.value)
-                for name, v in zip(("price", "qty", "side", "trade_id", "buy_order_id", "sell_order_id"), entry[2:8]):
-                    cols[name].append(v)
-                for name in ("bid", "bid_qty", "ask", "ask_qty"):
-                    cols[name].append(None)
-            else:
-                cols["kind"].append(Kind.QUOTE.value)
-                for name in ("price", "qty", "side", "trade_id", "buy_order_id", "sell_order_id"):
-                    cols[name].append(None)
-                for name, v in zip(("bid", "bid_qty", "ask", "ask_qty"), entry[2:6]):
-                    cols[name].append(v)
+            is_trade = isinstance(entry, TradeRow)
+            cols["kind"].append(_TRADE if is_trade else _QUOTE)
+            for name, v in zip(_TRADE_FIELDS, entry[2:8] if is_trade else (None,) * 6):
+                cols[name].append(v)
+            for name, v in zip(_QUOTE_FIELDS, (None,) * 4 if is_trade else entry[2:6]):
+                cols[name].append(v)
 
     def flush(self) -> tuple[pa.Table, pa.Table]:
         """(events, dead letters) of everything pending; either may have no rows."""

@@ -34,6 +34,7 @@ VENUE = "BINANCE"
 URL = "wss://stream.binance.com:9443/stream"
 HEARTBEAT = Heartbeat(ping_message=None, stale_after_s=60.0)
 STREAMS = ("trade", "aggTrade")
+_BUY, _SELL = Side.BUY.value, Side.SELL.value  # looked up once: Enum.value costs per call
 _PER_REQUEST = 200  # Binance caps a connection's incoming messages at 5/s: few, large requests
 
 
@@ -60,7 +61,7 @@ def _trade(d: dict, i: int) -> TradeRow:
     buy_oid, sell_oid = d.get("b"), d.get("a")  # order ids: in the trade stream until 2023 only
     return TradeRow(
         ts_ns=ms_to_ns(d["T"], "T"), venue_symbol=symbol, price=num(d["p"], "p"), qty=num(d["q"], "q"),
-        side=(Side.SELL if maker else Side.BUY).value, trade_id=str(tid),
+        side=_SELL if maker else _BUY, trade_id=str(tid),
         buy_order_id=None if buy_oid is None else str(buy_oid), sell_order_id=None if sell_oid is None else str(sell_oid),
         seq_key=f"{symbol}@trade", seq_lo=tid, seq_hi=tid, item=i,
     )
@@ -74,7 +75,7 @@ def _agg_trade(d: dict, i: int) -> TradeRow:
         raise ValueError(f"m: expected true/false, got {maker!r}")
     return TradeRow(
         ts_ns=ms_to_ns(d["T"], "T"), venue_symbol=symbol, price=num(d["p"], "p"), qty=num(d["q"], "q"),
-        side=(Side.SELL if maker else Side.BUY).value, trade_id=str(aid),
+        side=_SELL if maker else _BUY, trade_id=str(aid),
         seq_key=f"{symbol}@aggTrade", seq_lo=aid, seq_hi=aid, item=i,
     )
 

@@ -13,12 +13,15 @@
   ``gave_up`` (``max_attempts`` consecutive failures; the iterator then ends).
 
 Nothing received ever raises out of the client.  It reconnects with exponential backoff and
-jitter (each delay drawn from ``[d·(1-jitter), d]``, ``d = min(max, initial·factorⁿ)``, n
-consecutive failures; a connection that delivered data resets n), resubscribes, sends the
-venue's application ping when idle and reconnects when nothing at all arrives for
-``stale_after_s`` (a half-open TCP connection otherwise looks alive forever).  :meth:`stop`
-ends it cleanly: close frame, last batch flushed, iteration over.  Cancelling the consuming
-task (or ``aclose()``) also closes the socket, without the last flush.
+jitter (each delay drawn from ``[d·(1-jitter), d]``, ``d = min(max, initial·factorⁿ⁻¹)`` after n
+consecutive failures; a connection that delivered trades, or stayed up ``stale_after_s``, resets
+n), resubscribes, sends the venue's application ping when idle and reconnects when nothing at
+all arrives for ``stale_after_s`` (a half-open TCP connection otherwise looks alive forever).
+Time-bounded flushes happen while the consumer pulls (``ThreadedFeed`` always does).
+
+:meth:`stop` ends it cleanly: close frame, last batch flushed, iteration over.  Cancelling the
+consuming task (or ``aclose()``) also closes the socket, without the last flush.  Bugs are not
+bad input: an exception from our own code still propagates.
 """
 from __future__ import annotations
 
@@ -203,6 +206,10 @@ class WsClient:
                             productive, failures = True, 0
                         for item in out:
                             yield item
+                        first = p.builder.first_added  # under steady traffic recv never times out:
+                        if first is not None and time.monotonic() - first >= cfg.batch_ms / 1000:  # age it here
+                            for item in p.flush():
+                                yield item
                 except ConnectionClosed as e:
                     reason = f"connection closed: {e}"
                 finally:

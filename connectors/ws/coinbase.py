@@ -26,7 +26,6 @@ trade already seen after a reconnect; the client's id accounting drops it.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from surveil.schemas import Side
 

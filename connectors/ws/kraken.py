@@ -22,7 +22,6 @@ dead connection; no client ping is needed.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from surveil.schemas import Side
 

@@ -140,6 +140,8 @@ class ThreadedFeed:
     def close(self, timeout: float = 5.0) -> None:
         """Stop, wait for the thread (cancelling the client if it overstays), discard what is left."""
         self._discard = True
+        if self._thread.ident is None:  # never started
+            return
         self.stop()
         self._thread.join(timeout)
         if self._thread.is_alive() and self._loop is not None and self._task is not None:

@@ -69,7 +69,7 @@ def coinbase_exchange_format() -> Format:
             {"name": c, "product_ids": s["product_ids"]} for c in s["channels"]]}) for s in subs],
         heartbeat=_dumps({"type": "heartbeat", "last_trade_id": last["trade_id"], "product_id": "SKL-USD",
                           "sequence": last["sequence"], "time": last["time"]}),
-        resubscribe_replay=replay,
+        resubscribe_replay=replay, initial_ids=[str(last["trade_id"])],
     )
 
 

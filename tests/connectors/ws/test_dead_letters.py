@@ -119,7 +119,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(value=json_values)
 def test_pipeline_never_raises_and_keeps_raw_bytes(value):
     raw = orjson.dumps(value)

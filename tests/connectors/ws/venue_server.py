@@ -18,7 +18,7 @@ from typing import Callable
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
 
-Action = tuple  # ("trades", start, stop) | ("heartbeat",) | ("ping",) | ("expect", text, timeout_s)
+Action = tuple  # ("trades", start, stop[, interval_s]) | ("heartbeat",) | ("ping",) | ("expect", text, timeout_s)
 #                 | ("send", bytes) | ("skip_seq", n) | ("sleep", s) | ("drop",) | ("close", code)
 
 
@@ -37,6 +37,7 @@ class Format:
     answer: Callable[[bytes], bytes | None] = lambda raw: None  # reply to a client's app message
     stamp: Callable[[bytes, int], bytes] = lambda raw, seq: raw  # set a per-connection sequence number
     resubscribe_replay: Callable[[list[bytes]], list[bytes]] = lambda sent: []  # what the venue replays on subscribe
+    initial_ids: list[str] = field(default_factory=list)  # trade ids the first replay carries
 
 
 @dataclass
@@ -125,15 +126,18 @@ class VenueServer:
             pass
         finally:
             rec.closed = time.monotonic()
-            rec.close_code = ws.close_rcvd.code if ws.close_rcvd is not None else None
+            rcvd = ws.protocol.close_rcvd
+            rec.close_code = rcvd.code if rcvd is not None else None
 
     async def _act(self, ws, action: Action, send, rec: ConnRecord, inbox: asyncio.Queue) -> bool:
         """Play one action; True when the connection is over."""
         op = action[0]
-        if op == "trades":
+        if op == "trades":  # ("trades", start, stop[, seconds between messages])
             for raw in self.fmt.messages[action[1]:action[2]]:
                 await send(raw)
                 self.sent_trades.append(raw)
+                if len(action) > 3:
+                    await asyncio.sleep(action[3])
         elif op == "heartbeat":
             await send(self.fmt.heartbeat)
         elif op == "send":
@@ -146,8 +150,12 @@ class VenueServer:
         elif op == "expect":
             while (await asyncio.wait_for(inbox.get(), action[2])) != action[1]:
                 pass
-        elif op == "sleep":
-            await asyncio.sleep(action[1])
+        elif op == "sleep":  # quiet, but notice when the client closes meanwhile
+            try:
+                await asyncio.wait_for(ws.wait_closed(), action[1])
+                return True
+            except TimeoutError:
+                pass
         elif op == "drop":
             ws.transport.abort()
             return True
