@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,10 @@ def main() -> None:
         generate(market, seed=1, minutes=args.minutes, events_per_second=args.rate, formats=("canonical",))
     print(f"market: {market} (generated in {time.perf_counter() - t0:.1f}s)")
 
+    for old in ("arrow.duckdb", "dict.duckdb"):  # each measurement starts from an empty store
+        for path in work.glob(old + "*"):
+            path.unlink()
+        shutil.rmtree(work / old.replace(".duckdb", ".archive"), ignore_errors=True)
     arrow = child("arrow", str(market), str(work / "arrow.duckdb"), args.batch_rows, args.shards)
     base = child("dict", str(market), str(work / "dict.duckdb"), args.baseline_events, args.shards)
     a_rate = arrow["events"] / arrow["seconds"]

@@ -70,6 +70,8 @@ class Store:
         self.run_id = run_id or uuid.uuid4().hex[:16]
         self.con = duckdb.connect(str(self.db_path))
         self.con.execute(_DDL)
+        # columns added after a database may have been created by an earlier version
+        self.con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS events_derived BIGINT")
         late_cols = ", ".join(f"{f.name} {_duck_type(f.type)}" for f in EVENT_SCHEMA)
         self.con.execute(f"CREATE TABLE IF NOT EXISTS late_events (run_id VARCHAR, {late_cols}, "
                          "late_by_ms DOUBLE, watermark TIMESTAMPTZ_NS)")
