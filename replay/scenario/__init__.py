@@ -15,6 +15,11 @@
 
 ``simulate(ScenarioConfig(...))`` gives the same scenario in memory (no files).
 
+By default the market has today's labelled types (``wash_trade``, ``price_dislocation``)
+and their look-alikes.  ``episode_types=ALL_EPISODE_TYPES`` (or ``"all"``; CLI ``--episodes
+all``) adds the rest of the detector catalogue and its look-alikes; labels.json then also
+has ``episode_types``, ``lookalike_types`` and, with ``marking_the_close``, ``fixings_ns``.
+
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d:
 ...     s = generate(d, seed=7, minutes=1, events_per_second=200, formats=("canonical",))
@@ -27,7 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_START, HKVATP, OVSAFF, REFX, SHARED, ScenarioConfig
+from .config import (ALL_EPISODE_TYPES, ALL_LOOKALIKE_TYPES, DEFAULT_EPISODE_TYPES, DEFAULT_LOOKALIKE_TYPES,
+                     DEFAULT_START, HKVATP, OVSAFF, REFX, SHARED, ScenarioConfig)
 from .episodes import EPISODE_TYPES, Episode
 from .market import Scenario, simulate
 
@@ -56,15 +62,21 @@ class ScenarioSummary:
 
 
 def generate(out_dir, *, seed: int = 0, minutes: float = 10, events_per_second: float = 1500,
-             start: str = DEFAULT_START, formats=FORMATS, config: ScenarioConfig | None = None) -> ScenarioSummary:
-    """Simulate and write a scenario; ``config`` (if given) overrides the keyword settings."""
+             start: str = DEFAULT_START, formats=FORMATS, config: ScenarioConfig | None = None,
+             episode_types=DEFAULT_EPISODE_TYPES, lookalike_types=None) -> ScenarioSummary:
+    """Simulate and write a scenario; ``config`` (if given) overrides the keyword settings.
+
+    ``episode_types``: names, ``"all"`` or ``"default"``; ``lookalike_types``: names, or None
+    for the look-alikes of the chosen types.
+    """
     from .fix import write_fix
     from .writers import write_labels, write_parquet, write_reference, write_tardis
 
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
-    cfg = config or ScenarioConfig(seed=seed, minutes=minutes, events_per_second=events_per_second, start=start)
+    cfg = config or ScenarioConfig(seed=seed, minutes=minutes, events_per_second=events_per_second, start=start,
+                                   episode_types=episode_types, lookalike_types=lookalike_types)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -111,4 +123,4 @@ def generate(out_dir, *, seed: int = 0, minutes: float = 10, events_per_second: 
 
 
 __all__ = ["generate", "simulate", "ScenarioConfig", "ScenarioSummary", "Scenario", "Episode", "EPISODE_TYPES",
-           "FORMATS"]
+           "FORMATS", "ALL_EPISODE_TYPES", "ALL_LOOKALIKE_TYPES", "DEFAULT_EPISODE_TYPES", "DEFAULT_LOOKALIKE_TYPES"]

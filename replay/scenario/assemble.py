@@ -150,8 +150,12 @@ def _latency(rng, n: int, mean_us: float, floor_us: float, us_aligned: bool) -> 
     return lat - lat % 1000 if us_aligned else lat
 
 
-def assemble_shared(m, rng) -> tuple[pa.Table, pa.Table, dict[int, list[str]]]:
-    """(SHARED events, aux for FIX, trade ids per episode index)."""
+def assemble_shared(m, rng) -> tuple[pa.Table, pa.Table, dict[int, list[str]], dict[int, list[tuple]]]:
+    """(SHARED events, aux for FIX, trade ids per episode index, orders per episode index).
+
+    An episode's orders are ``(order id, account number, passive)``: its resting-only orders
+    (``PASSIVE_ORDER``), then both sides' orders of its trades.
+    """
     cfg, pop = m.cfg, m.pop
     tick_dec = np.array([s.shared.tick_decimals for s in cfg.instruments])
     lot_dec = np.array([s.shared.lot_decimals for s in cfg.instruments])
@@ -291,7 +295,14 @@ def assemble_shared(m, rng) -> tuple[pa.Table, pa.Table, dict[int, list[str]]]:
     for i in tagged.tolist():
         code = cfg.instruments[int(T["inst"][i])].code
         episode_trades.setdefault(int(T["episode"][i]), []).append(f"S-{code}-{int(trade_no[i]):09d}")
-    return table, aux, episode_trades
+    episode_orders: dict[int, list[tuple]] = {}
+    for i in np.flatnonzero(Q["episode"] >= 0).tolist():
+        episode_orders.setdefault(int(Q["episode"][i]), []).append((f"SO{int(mm_no[i]):010d}", int(Q["acct"][i]), True))
+    for i in tagged.tolist():
+        rows = episode_orders.setdefault(int(T["episode"][i]), [])
+        rows.append((f"SO{int(maker_no[i]):010d}", int(T["maker"][i]), False))
+        rows.append((f"SO{int(taker_no[i]):010d}", int(T["taker"][i]), False))
+    return table, aux, episode_trades, episode_orders
 
 
 def assemble_refx(m, rng) -> pa.Table:

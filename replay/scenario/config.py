@@ -14,6 +14,12 @@ True
 (0.1, 'BTCUSDT')
 >>> parse_start_ns("2026-03-02T00:00:00Z")
 1772409600000000000
+>>> ScenarioConfig().episode_types, ScenarioConfig().exclusive
+(('price_dislocation', 'wash_trade'), False)
+>>> ScenarioConfig(episode_types=("spoofing",)).resolved_lookalike_types
+('market_maker_quoting', 'honest_large_order', 'dual_platform_trader')
+>>> [f // NS % 3600 for f in fixings_ns(ScenarioConfig(minutes=12))]
+[300, 600]
 """
 from __future__ import annotations
 
@@ -133,6 +139,29 @@ class FlowConfig:
     refx_latency_us: float = 5_000.0  # mean public-feed delay
 
 
+# Episode types.  Today's default market has exactly the first two and the first four look-alikes;
+# ``episodes.EPISODE_TYPES`` registers an injection function for every name here.
+DEFAULT_EPISODE_TYPES = ("price_dislocation", "wash_trade")
+ALL_EPISODE_TYPES = DEFAULT_EPISODE_TYPES + (
+    "spoofing", "layering", "round_trip", "front_running", "marking_the_close", "pump_and_dump",
+    "momentum_ignition", "excessive_messaging", "off_market", "abnormal_move")
+DEFAULT_LOOKALIKE_TYPES = ("small_gap", "price_spike", "cross_platform_activity", "repeat_counterparties")
+ALL_LOOKALIKE_TYPES = DEFAULT_LOOKALIKE_TYPES + (
+    "market_maker_quoting", "cross_venue_arbitrage", "honest_large_order", "news_jump", "dual_platform_trader")
+# Which detectors a look-alike is meant to fool (also chooses the look-alikes of a type selection).
+LOOKALIKE_TARGETS = {
+    "small_gap": ("price_dislocation",),
+    "price_spike": ("price_dislocation",),
+    "cross_platform_activity": ("wash_trade",),
+    "repeat_counterparties": ("wash_trade", "round_trip"),
+    "market_maker_quoting": ("spoofing", "layering", "excessive_messaging"),
+    "cross_venue_arbitrage": ("front_running", "momentum_ignition"),
+    "honest_large_order": ("front_running", "spoofing", "layering"),
+    "news_jump": ("off_market", "abnormal_move", "marking_the_close"),
+    "dual_platform_trader": ("spoofing", "layering"),
+}
+
+
 @dataclass(frozen=True)
 class Range:
     lo: float
@@ -172,6 +201,104 @@ class EpisodeConfig:
     guard_s: float = 20.0  # quiet time kept between episodes of one family on one instrument
     min_each_from_minutes: int = 10  # from this run length, at least 2 of each labelled type
 
+    # ---- the rest of the detector catalogue (off by default: ScenarioConfig.episode_types) ----
+    # "typical" size = the instrument's SHARED median trade notional (Listing.median_notional_usd).
+    # spoofing: 1-3 large orders near the touch, an execution on the other side, then cancels
+    spoof_n_orders: Range = Range(1, 3)
+    spoof_size_multiple: Range = Range(5, 20)  # each order, x typical
+    spoof_depth_bps: Range = Range(0.5, 5)  # behind the touch, so the orders never trade
+    spoof_exec_delay_s: Range = Range(0.2, 5)  # first spoof order -> execution on the other side
+    spoof_life_s: Range = Range(1, 30)  # order placed -> cancelled (always after the execution)
+    spoof_n_exec: Range = Range(1, 2)  # execution trades, 0.5-2x typical each
+    spoof_per_minute: float = 1 / 10
+    # layering: 3-8 orders on successive price levels of one side
+    layer_n_orders: Range = Range(3, 8)
+    layer_size_multiple: Range = Range(3, 10)  # each order, x typical
+    layer_step_bps: Range = Range(1, 4)  # between levels (at least one tick)
+    layer_per_minute: float = 1 / 10
+    # round trip: unlinked A sells to B, B sells back at a similar price and size, 3-6 times
+    round_trip_n: Range = Range(3, 6)
+    round_trip_leg_s: Range = Range(10, 120)  # A->B to B->A
+    round_trip_pause_s: Range = Range(2, 20)  # B->A to the next A->B
+    round_trip_price_bps: float = 5.0  # |return price / first price - 1|
+    round_trip_size_pct: float = 10.0  # |return qty / first qty - 1|
+    round_trip_per_minute: float = 1 / 10
+    # front running: same-direction trades before another owner's large trade, unwound after
+    front_lead_s: Range = Range(1, 30)
+    front_unwind_s: Range = Range(10, 120)
+    front_victim_multiple: Range = Range(10, 50)  # the large trade, x typical
+    front_size_multiple: Range = Range(1, 5)  # the front-runner's position, x typical
+    front_n_trades: Range = Range(1, 3)  # each way
+    front_impact_bps: Range = Range(5, 20)  # permanent move of SHARED after the large trade
+    front_per_minute: float = 1 / 10
+    # marking the close: aggressive trades before a fixing push SHARED's price
+    fixing_every_s: float = 300.0  # fixings on multiples of this (UTC clock) ...
+    fixing_times: tuple = ()  # ... unless listed here (ISO text or ns)
+    marking_lead_s: Range = Range(60, 300)  # first trade .. fixing
+    marking_move_bps: Range = Range(30, 150)  # SHARED move from window start to the fixing
+    marking_n_trades: Range = Range(5, 20)  # normal-sized aggressive trades (small volume)
+    marking_revert_s: Range = Range(10, 60)  # price back to fair after the fixing
+    marking_per_minute: float = 1 / 10
+    # pump and dump: a linked group accumulates, SHARED surges on volume, the group sells, collapse
+    pump_accumulate_s: Range = Range(300, 1200)
+    pump_surge_s: Range = Range(60, 180)
+    pump_dump_s: Range = Range(60, 180)
+    pump_accumulate_rise_pct: Range = Range(0.3, 1.5)  # drift while the group accumulates
+    pump_rise_pct: Range = Range(5, 30)  # SHARED at the peak vs the start
+    pump_volume_multiple: Range = Range(5, 20)  # SHARED quantity per second in the surge vs its average
+    pump_n_accumulate_trades: Range = Range(10, 40)
+    pump_sell_ratio: Range = Range(0.8, 1.2)  # group's sales (70% into the surge, 30% in the dump) / its buying
+    pump_per_minute: float = 1 / 30
+    # momentum ignition: a burst of aggressive orders moves SHARED, the owner then trades against it
+    ignition_n_orders: Range = Range(5, 20)
+    ignition_burst_s: Range = Range(1, 5)
+    ignition_move_bps: Range = Range(20, 80)
+    ignition_reverse_delay_s: Range = Range(1, 60)  # burst end -> first opposite trade
+    ignition_n_reverse: Range = Range(1, 4)
+    ignition_decay_s: Range = Range(20, 120)  # price back to fair after the opposite trading starts
+    ignition_per_minute: float = 1 / 10
+    # excessive messaging: new/amend/cancel at 20-100x the owner's own baseline message rate
+    messaging_multiple: Range = Range(20, 100)  # vs the owner's baseline over all instruments
+    messaging_duration_s: Range = Range(10, 120)
+    messaging_order_life_s: Range = Range(0.02, 1.0)
+    messaging_p_amend: float = 0.3
+    messaging_n_trades: Range = Range(0, 2)
+    messaging_per_minute: float = 1 / 10
+    # off-market prints and trade-throughs on SHARED
+    off_market_bps: Range = Range(100, 500)  # from both venues' prevailing prices
+    trade_through_bps: Range = Range(30, 100)  # through REFX's best bid/offer
+    off_market_per_minute: float = 1 / 10
+    # abnormal move: both venues, price and volume, no manipulation behind it
+    abnormal_duration_s: Range = Range(60, 180)
+    abnormal_move_pct: Range = Range(1, 4)
+    abnormal_ramp_s: Range = Range(10, 60)  # the move happens over this, then holds
+    abnormal_volume_multiple: Range = Range(5, 20)  # each venue's trade count vs its run average
+    abnormal_warmup_s: float = 1200.0  # not before (or half the run): baselines need history
+    abnormal_per_minute: float = 1 / 15
+    # look-alikes of the types above
+    mm_quoting_duration_s: Range = Range(30, 120)
+    mm_quoting_rate: Range = Range(2, 6)  # small orders per second at the touch
+    mm_quoting_cancel_share: Range = Range(0.92, 0.98)
+    mm_quoting_per_minute: float = 1 / 15
+    arb_gap_bps: Range = Range(10, 30)  # REFX moves first, SHARED follows
+    arb_converge_s: Range = Range(2, 10)
+    arb_n_trades: Range = Range(2, 6)
+    arb_per_minute: float = 1 / 15
+    large_order_multiple: Range = Range(10, 50)  # as front_victim_multiple
+    large_per_minute: float = 1 / 15
+    news_jump_pct: Range = Range(0.5, 0.8)  # both venues, same step (below abnormal_move_pct)
+    news_ramp_s: Range = Range(0.5, 3)
+    news_volume_multiple: Range = Range(1.5, 3)  # for news_volume_s after the jump
+    news_volume_s: Range = Range(30, 60)
+    news_per_minute: float = 1 / 15
+    dual_duration_s: Range = Range(30, 120)
+    dual_n_trades: Range = Range(2, 6)
+    dual_n_cancelled: Range = Range(1, 3)  # normal-sized orders, cancelled after 5-60 s
+    dual_per_minute: float = 1 / 15
+    exclusive_fill: float = 0.5  # with the extra types: planned share of each instrument's time
+    exclusive_guard_s: float = 60.0  # ... and quiet time between any two episodes on one instrument
+    # (replay.evaluate matches alerts with 60 s of slack: an alert then points at one episode)
+
 
 @dataclass(frozen=True)
 class ScenarioConfig:
@@ -183,8 +310,15 @@ class ScenarioConfig:
     population: PopulationConfig = field(default_factory=PopulationConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
+    episode_types: tuple[str, ...] = DEFAULT_EPISODE_TYPES  # or "all"
+    lookalike_types: tuple[str, ...] | None = None  # None: the look-alikes of the chosen types
 
     def __post_init__(self):
+        object.__setattr__(self, "episode_types", _type_names(self.episode_types, ALL_EPISODE_TYPES,
+                                                              DEFAULT_EPISODE_TYPES, "episode"))
+        if self.lookalike_types is not None:
+            object.__setattr__(self, "lookalike_types", _type_names(self.lookalike_types, ALL_LOOKALIKE_TYPES,
+                                                                    DEFAULT_LOOKALIKE_TYPES, "look-alike"))
         if self.minutes <= 0:
             raise ValueError(f"minutes must be positive (got {self.minutes})")
         if self.events_per_second <= 0:
@@ -203,3 +337,47 @@ class ScenarioConfig:
     @property
     def end_ns(self) -> int:
         return self.start_ns + self.duration_ns
+
+    @property
+    def resolved_lookalike_types(self) -> tuple[str, ...]:
+        if self.lookalike_types is not None:
+            return self.lookalike_types
+        return tuple(t for t in ALL_LOOKALIKE_TYPES if set(LOOKALIKE_TARGETS[t]) & set(self.episode_types))
+
+    @property
+    def guard_s(self) -> float:
+        ec = self.episodes
+        return ec.exclusive_guard_s if self.exclusive else ec.guard_s
+
+    @property
+    def guard_ns(self) -> int:
+        return int(self.guard_s * NS)
+
+    @property
+    def exclusive(self) -> bool:
+        """Any type beyond today's default: then no two episodes share an instrument's time."""
+        legacy = set(DEFAULT_EPISODE_TYPES) | set(DEFAULT_LOOKALIKE_TYPES)
+        return not set(self.episode_types) | set(self.resolved_lookalike_types) <= legacy
+
+
+def _type_names(value, known: tuple[str, ...], default: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        named = {"all": known, "default": default, "none": ()}
+        value = named[value] if value in named else tuple(v.strip() for v in value.split(",") if v.strip())
+    names = tuple(dict.fromkeys(value))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} type(s) {unknown}; choose from {list(known)}")
+    return names
+
+
+def fixings_ns(cfg: ScenarioConfig) -> list[int]:
+    """Reference-price fixing times inside the run (start excluded, end included)."""
+    ec = cfg.episodes
+    if ec.fixing_times:
+        times = sorted(parse_start_ns(t) for t in ec.fixing_times)
+    else:
+        every = int(round(ec.fixing_every_s * NS))
+        first = (cfg.start_ns // every + 1) * every
+        times = list(range(first, cfg.end_ns + 1, every))
+    return [t for t in times if cfg.start_ns < t <= cfg.end_ns]

@@ -3,13 +3,24 @@
 An injection function has the signature ``inject(m: Market, rng, slot: (lo_ns, hi_ns)) ->
 Episode | None``: it draws its parameters, asks the scheduler for a free window on an
 instrument, changes the market (REFX offsets through ``m.prices.add_offset``, trades through
-``m.shared_trades``; a future spoofing or layering type would add ``m.passive_orders``) and
-returns its label.  ``EPISODE_TYPES`` lists them with their family (episodes of one family
+``m.shared_trades``, resting orders through ``m.passive_orders``, price paths through
+``m.prices.add_impact``) and returns its label.  ``EPISODE_TYPES`` lists them with their family (episodes of one family
 never overlap on one instrument), their rate per minute and whether they are manipulation
 (``episodes`` in labels.json) or a look-alike that must not alert (``lookalikes``).
 
 To add a type: write ``inject_<type>``, register an ``EpisodeType`` (price-family types
-first, since REFX offsets must exist before background prices are drawn).
+first, since REFX offsets must exist before background prices are drawn) and add its name to
+``config.ALL_EPISODE_TYPES`` or ``ALL_LOOKALIKE_TYPES``.
+
+The rest of the detector catalogue lives in ``episodes_orders`` (spoofing, layering,
+excessive messaging), ``episodes_trades`` (round trip, front running, momentum ignition,
+marking the close), ``episodes_market`` (pump and dump, off-market, abnormal move) and
+``lookalikes``.  Those types place their window and register price impacts at once, and
+defer building their orders and trades (``Market.defer``) until every impact is known.
+``ScenarioConfig.episode_types`` / ``lookalike_types`` choose what is injected; the
+default is today's market, unchanged.  With any extra type the scheduler is *exclusive*:
+no two episodes (of any type, labelled or look-alike) share an instrument's time, so an
+alert can be attributed.
 """
 from __future__ import annotations
 
@@ -19,8 +30,14 @@ from typing import Callable
 
 import numpy as np
 
-from .config import NS, REFX, SHARED, Range
-from .flow import BUY, SELL, shared_trades
+from . import episodes_market as em
+from . import episodes_orders as eo
+from . import episodes_trades as et
+from . import lookalikes as la
+from .config import ALL_EPISODE_TYPES, ALL_LOOKALIKE_TYPES, NS, REFX, SHARED, Range
+from .episode_kit import MARKET
+from .episode_kit import owner_trades as _owner_trades
+from .episode_kit import spread_times as _spread_times
 from .population import HK, OV
 
 REFX_OFFSET = "refx_offset"  # families
@@ -39,14 +56,21 @@ class Episode:
     end_ns: int
     params: dict
     trade_ids: list[str] = field(default_factory=list)
+    order_ids: list[str] | None = None  # the extra types only (today's labels stay as they are)
+    related_types: list[str] | None = None  # other detectors that may rightly fire on it (extra types)
 
     def label(self) -> dict:
-        return {
+        out = {
             "episode_id": self.episode_id, "type": self.type, "instrument": self.instrument,
             "venues": list(self.venues), "owners": sorted(self.owners), "accounts": sorted(self.accounts),
             "start_ns": int(self.start_ns), "end_ns": int(self.end_ns), "params": self.params,
             "trade_ids": list(self.trade_ids),
         }
+        if self.order_ids is not None:
+            out["order_ids"] = list(self.order_ids)
+        if self.related_types is not None:
+            out["related_types"] = list(self.related_types)
+        return out
 
 
 class Scheduler:
@@ -62,15 +86,63 @@ class Scheduler:
     90
     >>> s.place(rng, "f", 200 * NS, (0, 100 * NS), [2], min_dur_ns=100 * NS) is None
     True
+
+    Exclusive: every family shares the time, and a window goes into a free gap.
+
+    >>> x = Scheduler(0, 100 * NS, guard_ns=5 * NS, exclusive=True)
+    >>> x.reserve("f", 0, 40 * NS, 50 * NS), x.free("g", 0, 52 * NS, 60 * NS), x.free("g", 0, 56 * NS, 60 * NS)
+    (True, False, True)
+    >>> _, s0, d = x.place(rng, "g", 30 * NS, (0, 100 * NS), [0])  # only after the busy window is there room
+    >>> s0 > 55 * NS, d // NS
+    (True, 30)
     """
 
-    def __init__(self, start_ns: int, end_ns: int, guard_ns: int):
+    def __init__(self, start_ns: int, end_ns: int, guard_ns: int, exclusive: bool = False):
         self.start_ns, self.end_ns, self.guard_ns = start_ns, end_ns, guard_ns
+        self.exclusive = exclusive
         self.busy: dict[tuple[str, int], list[tuple[int, int]]] = {}
+
+    def _spans(self, family: str, inst: int) -> list[tuple[int, int]]:
+        if not self.exclusive:
+            return self.busy.get((family, inst), [])
+        return [w for (_, i), ws in self.busy.items() if i == inst for w in ws]
 
     def free(self, family: str, inst: int, s: int, e: int) -> bool:
         g = self.guard_ns
-        return all(e + g < bs or be + g < s for bs, be in self.busy.get((family, inst), []))
+        return all(e + g < bs or be + g < s for bs, be in self._spans(family, inst))
+
+    def reserve(self, family: str, inst: int, s: int, e: int) -> bool:
+        """Take exactly ``[s, e]`` on ``inst`` if it is free (fixed-time episodes)."""
+        if s < self.start_ns or e > self.end_ns or not self.free(family, inst, s, e):
+            return False
+        self.busy.setdefault((family, inst), []).append((int(s), int(e)))
+        return True
+
+    def _gaps(self, inst: int, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Free ``[a, b]`` stretches of ``[lo, hi]`` on ``inst`` (guards already taken off)."""
+        g, out, cur = self.guard_ns, [], lo
+        for bs, be in sorted(self._spans("", inst)):
+            if bs - g - 1 > cur:
+                out.append((cur, min(bs - g - 1, hi)))
+            cur = max(cur, be + g + 1)
+        if cur < hi:
+            out.append((cur, hi))
+        return [(a, b) for a, b in out if b > a]
+
+    def _place_in_gaps(self, rng, family, dur_ns, lo, top, insts, min_dur_ns):
+        # Random tries miss the room left in a crowded exclusive run; the gaps are exact.
+        for need in dict.fromkeys((dur_ns, max(min_dur_ns or dur_ns, 1))):
+            for inst in dict.fromkeys(insts):
+                gaps = [(a, b) for a, b in self._gaps(inst, lo, top) if b - a >= need]
+                if not gaps:
+                    continue
+                room = np.array([b - a - need + 1 for a, b in gaps], dtype=np.float64)
+                a, b = gaps[int(rng.choice(len(gaps), p=room / room.sum()))]
+                d = min(dur_ns, b - a)
+                s = int(rng.integers(a, b - d + 1))
+                self.busy.setdefault((family, inst), []).append((s, s + d))
+                return inst, s, d
+        return None
 
     def place(self, rng, family: str, dur_ns: int, slot: tuple[int, int], insts: list[int],
               min_dur_ns: int | None = None, tries: int = 40) -> tuple[int, int, int] | None:
@@ -83,6 +155,8 @@ class Scheduler:
         dur_ns = min(dur_ns, top - lo)
         if dur_ns <= 0 or dur_ns < (min_dur_ns or 0):
             return None
+        if self.exclusive:
+            return self._place_in_gaps(rng, family, dur_ns, lo, top, insts, min_dur_ns)
         for k in range(tries):
             inst = insts[k % len(insts)]
             s = int(rng.integers(lo, top - dur_ns + 1))
@@ -90,26 +164,6 @@ class Scheduler:
                 self.busy.setdefault((family, inst), []).append((s, s + dur_ns))
                 return inst, s, dur_ns
         return None
-
-
-def _spread_times(rng, start: int, dur_ns: int, n: int) -> np.ndarray:
-    """n trade times: the first at start, the last at start + dur, the rest in between."""
-    if n == 1:
-        return np.array([start], dtype=np.int64)
-    mid = np.sort(rng.integers(start + 1, start + dur_ns, n - 2)) if n > 2 else np.empty(0, np.int64)
-    return np.concatenate([[start], mid, [start + dur_ns]]).astype(np.int64)
-
-
-def _owner_trades(m, rng, ep_index: int, inst: int, ts, buyers, sellers) -> dict:
-    """Trades between given accounts, each side resting or aggressing at random, normal sizes."""
-    n = len(ts)
-    buyers, sellers = np.asarray(buyers, np.int32), np.asarray(sellers, np.int32)
-    buyer_rests = rng.random(n) < 0.5
-    maker = np.where(buyer_rests, buyers, sellers)
-    taker = np.where(buyer_rests, sellers, buyers)
-    aggr = np.where(buyer_rests, SELL, BUY).astype(np.int8)
-    return shared_trades(m, rng, inst, ts, maker, taker, aggr, maker_lead_s=rng.uniform(0.2, 5.0, n),
-                         maker_extra=np.zeros(n, np.int64), episode=ep_index, clip_sigmas=1.5)
 
 
 def _price_window(m, rng, slot, type_name: str, gap: Range, dur: Range, venues=(SHARED, REFX)):
@@ -274,38 +328,118 @@ class EpisodeType:
     min_duration_s: Callable  # EpisodeConfig -> shortest duration (capacity check)
     lookalike: bool
     labelled_minimum: bool = False  # at least 2 once minutes >= EpisodeConfig.min_each_from_minutes
+    typical_s: Callable | None = None  # EpisodeConfig -> usual time taken (exclusive capacity planning)
+
+
+def _mid(r: Range) -> float:
+    return (r.lo + r.hi) / 2
+
+
+def _extra(name, inject, per_minute, min_s, typical_s, lookalike=False) -> EpisodeType:
+    return EpisodeType(name, inject, MARKET, per_minute, min_s, lookalike, typical_s=typical_s)
 
 
 EPISODE_TYPES: tuple[EpisodeType, ...] = (
     # REFX-offset family first: offsets must exist before any REFX price is drawn.
     EpisodeType("price_dislocation", inject_price_dislocation, REFX_OFFSET, lambda c: c.dislocation_per_minute,
-                lambda c: c.dislocation_duration_s.lo, False, True),
+                lambda c: c.dislocation_duration_s.lo, False, True, lambda c: _mid(c.dislocation_duration_s)),
     EpisodeType("small_gap", inject_small_gap, REFX_OFFSET, lambda c: c.small_gap_per_minute,
-                lambda c: c.small_gap_duration_s.lo, True),
+                lambda c: c.small_gap_duration_s.lo, True, False, lambda c: _mid(c.small_gap_duration_s)),
     EpisodeType("price_spike", inject_price_spike, REFX_OFFSET, lambda c: c.spike_per_minute,
-                lambda c: c.spike_duration_s.lo, True),
+                lambda c: c.spike_duration_s.lo, True, False, lambda c: _mid(c.spike_duration_s)),
+    # The extra types (off by default) place their windows and price impacts here, before any
+    # type below reads a price; fixed-time and long ones first, while the instruments are free.
+    _extra("marking_the_close", et.inject_marking_the_close, lambda c: c.marking_per_minute,
+           lambda c: c.marking_lead_s.lo + c.marking_revert_s.lo,
+           lambda c: _mid(c.marking_lead_s) + _mid(c.marking_revert_s)),
+    _extra("pump_and_dump", em.inject_pump_and_dump, lambda c: c.pump_per_minute,
+           lambda c: c.pump_accumulate_s.lo + c.pump_surge_s.lo + c.pump_dump_s.lo,
+           lambda c: _mid(c.pump_accumulate_s) + _mid(c.pump_surge_s) + _mid(c.pump_dump_s)),
+    _extra("abnormal_move", em.inject_abnormal_move, lambda c: c.abnormal_per_minute,
+           lambda c: c.abnormal_duration_s.lo, lambda c: _mid(c.abnormal_duration_s)),
+    _extra("round_trip", et.inject_round_trip, lambda c: c.round_trip_per_minute,
+           lambda c: c.round_trip_n.lo * c.round_trip_leg_s.lo + (c.round_trip_n.lo - 1) * c.round_trip_pause_s.lo,
+           lambda c: _mid(c.round_trip_n) * (45 + _mid(c.round_trip_pause_s))),
+    _extra("front_running", et.inject_front_running, lambda c: c.front_per_minute,
+           lambda c: c.front_lead_s.lo + c.front_unwind_s.lo, lambda c: _mid(c.front_lead_s) + _mid(c.front_unwind_s)),
+    _extra("momentum_ignition", et.inject_momentum_ignition, lambda c: c.ignition_per_minute,
+           lambda c: c.ignition_burst_s.lo + c.ignition_reverse_delay_s.lo + c.ignition_decay_s.lo,
+           lambda c: _mid(c.ignition_burst_s) + _mid(c.ignition_reverse_delay_s) + _mid(c.ignition_decay_s)),
+    _extra("excessive_messaging", eo.inject_excessive_messaging, lambda c: c.messaging_per_minute,
+           lambda c: c.messaging_duration_s.lo, lambda c: _mid(c.messaging_duration_s)),
+    _extra("spoofing", eo.inject_spoofing, lambda c: c.spoof_per_minute, lambda c: c.spoof_life_s.lo,
+           lambda c: _mid(c.spoof_life_s) + 3),
+    _extra("layering", eo.inject_layering, lambda c: c.layer_per_minute, lambda c: c.spoof_life_s.lo,
+           lambda c: _mid(c.spoof_life_s) + 3),
+    _extra("off_market", em.inject_off_market, lambda c: c.off_market_per_minute, lambda c: 2 * em.PRINT_QUIET_S,
+           lambda c: 2 * em.PRINT_QUIET_S),
+    _extra("news_jump", la.inject_news_jump, lambda c: c.news_per_minute,
+           lambda c: la.NEWS_QUIET_S + c.news_ramp_s.lo + c.news_volume_s.lo,
+           lambda c: la.NEWS_QUIET_S + _mid(c.news_ramp_s) + _mid(c.news_volume_s), True),
+    _extra("honest_large_order", la.inject_honest_large_order, lambda c: c.large_per_minute,
+           lambda c: c.front_lead_s.hi + c.front_unwind_s.hi, lambda c: c.front_lead_s.hi + c.front_unwind_s.hi, True),
+    _extra("cross_venue_arbitrage", la.inject_cross_venue_arbitrage, lambda c: c.arb_per_minute,
+           lambda c: c.arb_converge_s.lo + 10, lambda c: _mid(c.arb_converge_s) + 10, True),
+    _extra("market_maker_quoting", la.inject_market_maker_quoting, lambda c: c.mm_quoting_per_minute,
+           lambda c: c.mm_quoting_duration_s.lo, lambda c: _mid(c.mm_quoting_duration_s), True),
+    _extra("dual_platform_trader", la.inject_dual_platform_trader, lambda c: c.dual_per_minute,
+           lambda c: c.dual_duration_s.lo, lambda c: _mid(c.dual_duration_s), True),
+    # Owner types that read prices as they inject.
     EpisodeType("wash_trade", inject_wash_trade, OWNER_TRADES, lambda c: c.wash_per_minute,
-                lambda c: c.wash_duration_s.lo, False, True),
+                lambda c: c.wash_duration_s.lo, False, True, lambda c: _mid(c.wash_duration_s)),
     EpisodeType("cross_platform_activity", inject_cross_platform_activity, OWNER_TRADES,
-                lambda c: c.cross_platform_per_minute, lambda c: c.cross_platform_duration_s.lo, True),
+                lambda c: c.cross_platform_per_minute, lambda c: c.cross_platform_duration_s.lo, True, False,
+                lambda c: _mid(c.cross_platform_duration_s)),
     EpisodeType("repeat_counterparties", inject_repeat_counterparties, OWNER_TRADES,
-                lambda c: c.repeat_pair_per_minute, lambda c: c.repeat_pair_duration_s.lo, True),
+                lambda c: c.repeat_pair_per_minute, lambda c: c.repeat_pair_duration_s.lo, True, False,
+                lambda c: _mid(c.repeat_pair_duration_s)),
 )
+_NAMES = [t.name for t in EPISODE_TYPES]
+assert sorted(_NAMES) == sorted(ALL_EPISODE_TYPES + ALL_LOOKALIKE_TYPES), "registry and config disagree"
+assert all(t.lookalike == (t.name in ALL_LOOKALIKE_TYPES) for t in EPISODE_TYPES)
+
+
+def enabled(t: EpisodeType, cfg) -> bool:
+    return t.name in (cfg.resolved_lookalike_types if t.lookalike else cfg.episode_types)
+
+
+def density(cfg) -> float:
+    """Rate multiplier in an exclusive run: the chosen types' usual time fits ``exclusive_fill``.
+
+    >>> from replay.scenario.config import ScenarioConfig
+    >>> density(ScenarioConfig()), 0 < density(ScenarioConfig(episode_types="all")) < 1
+    (1.0, True)
+    """
+    if not cfg.exclusive:
+        return 1.0
+    ec = cfg.episodes
+    demand = sum(t.per_minute(ec) * (t.typical_s(ec) + 2 * cfg.guard_s) for t in EPISODE_TYPES if enabled(t, cfg))
+    capacity = 60.0 * len(cfg.instruments) * ec.exclusive_fill
+    return min(1.0, capacity / demand) if demand > 0 else 1.0
 
 
 def episode_count(t: EpisodeType, cfg) -> int:
-    """How many episodes of a type a run of ``cfg.minutes`` gets.
+    """How many episodes of a type a run of ``cfg.minutes`` gets (0 when the type is not chosen).
 
     >>> from replay.scenario.config import ScenarioConfig
     >>> [episode_count(EPISODE_TYPES[0], ScenarioConfig(minutes=m)) for m in (5, 10, 60)]
     [1, 2, 8]
+    >>> spoof = next(t for t in EPISODE_TYPES if t.name == "spoofing")
+    >>> episode_count(spoof, ScenarioConfig(minutes=60)), episode_count(spoof, ScenarioConfig(minutes=60,
+    ...     episode_types=("spoofing",)))
+    (0, 6)
     """
+    if not enabled(t, cfg):
+        return 0
     ec = cfg.episodes
-    n = max(1, int(round(cfg.minutes * t.per_minute(ec))))
+    rate = t.per_minute(ec)
+    if cfg.exclusive:
+        rate *= density(cfg)
+    n = max(1, int(round(cfg.minutes * rate)))
     if t.labelled_minimum and cfg.minutes >= ec.min_each_from_minutes:
         n = max(n, 2)
-    capacity = int(math.floor(cfg.minutes * 60 / (t.min_duration_s(ec) + 2 * ec.guard_s + 10)))
+    capacity = int(math.floor(cfg.minutes * 60 / (t.min_duration_s(ec) + 2 * cfg.guard_s + 10)))
     return min(n, capacity)
 
 
-__all__ = ["Episode", "EpisodeType", "EPISODE_TYPES", "Scheduler", "episode_count"]
+__all__ = ["Episode", "EpisodeType", "EPISODE_TYPES", "Scheduler", "episode_count", "enabled", "density"]

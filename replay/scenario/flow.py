@@ -10,7 +10,7 @@ Spec kinds and their fields (prices in integer ticks, quantities in integer lots
   ``new``, two ``fill``s, and when the resting order was bigger, a ``cancel`` of the rest);
 - ``PASSIVE_ORDER``: an order that rests and never trades (``new``, maybe one ``amend``, then
   a ``cancel`` after ``life`` ns; or a lone ``reject``): market makers' quotes in the
-  background, and the building block for future spoofing and layering episodes;
+  background, and the building block of spoofing, layering and quote-stuffing episodes;
 - ``REFX_TRADE`` and ``REFX_QUOTE``: the public reference venue's tape and top of book.
 
 >>> b = make_batch(REFX_TRADE, ts=[1, 2], inst=[0, 0], px=[10, 11], qty=[1, 1], aggr=[BUY, SELL])
@@ -108,13 +108,17 @@ def taker_prices(rng, mid: np.ndarray, aggr: np.ndarray, listing: Listing, p_dee
 
 def shared_trades(m, rng, inst: int, ts: np.ndarray, maker: np.ndarray, taker: np.ndarray, aggr: np.ndarray,
                   *, qty: np.ndarray | None = None, maker_lead_s: np.ndarray | None = None,
-                  maker_extra: np.ndarray | None = None, episode: int = -1, clip_sigmas: float | None = None):
-    """SHARED trade specs priced at the touch of SHARED's mid at each time."""
+                  maker_extra: np.ndarray | None = None, episode=-1, clip_sigmas: float | None = None,
+                  px: np.ndarray | None = None):
+    """SHARED trade specs priced at the touch of SHARED's mid at each time (or at ``px`` ticks).
+
+    ``episode`` is one episode index for every row, or one per row.
+    """
     fc = m.cfg.flow
     listing = m.cfg.instruments[inst].shared
     n = len(ts)
     mid = m.prices.mid(inst, SHARED, ts)
-    px = taker_prices(rng, mid, aggr, listing)
+    px = taker_prices(rng, mid, aggr, listing) if px is None else np.asarray(px, dtype=np.int64)
     if qty is None:
         qty = draw_lots(rng, n, mid, listing, clip_sigmas=clip_sigmas)
     if maker_lead_s is None:
@@ -129,7 +133,7 @@ def shared_trades(m, rng, inst: int, ts: np.ndarray, maker: np.ndarray, taker: n
         SHARED_TRADE, ts=ts, inst=np.full(n, inst), px=px, qty=qty, aggr=aggr, maker=maker, taker=taker,
         maker_lead=lead, maker_extra=maker_extra, cancel_delay=cancel_delay,
         taker_market=rng.random(n) < fc.p_market_order, taker_slip=rng.integers(0, 5, n),
-        episode=np.full(n, episode),
+        episode=np.full(n, episode) if np.ndim(episode) == 0 else episode,
     )
 
 

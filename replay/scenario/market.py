@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from surveil.schemas import EVENT_SCHEMA
 
 from .assemble import assemble_refx, assemble_shared
-from .config import NS, PLATFORMS, REFX, SHARED, ScenarioConfig
+from .config import PLATFORMS, REFX, SHARED, ScenarioConfig, fixings_ns
 from .episodes import EPISODE_TYPES, Episode, Scheduler, episode_count
 from .flow import background
 from .population import TRADER, Population, build_population
@@ -39,7 +39,7 @@ class Market:
         self.pop: Population = build_population(component_rng(cfg.seed, "population"), cfg.population,
                                                 cfg.flow.mm_maker_share)
         self.prices = PriceModel(component_rng(cfg.seed, "prices"), cfg)
-        self.scheduler = Scheduler(cfg.start_ns, cfg.end_ns, int(cfg.episodes.guard_s * NS))
+        self.scheduler = Scheduler(cfg.start_ns, cfg.end_ns, cfg.guard_ns, cfg.exclusive)
         self.shared_trades: list[dict] = []
         self.passive_orders: list[dict] = []
         self.refx_trades: list[dict] = []
@@ -49,6 +49,8 @@ class Market:
         self._variants: dict[str, list[str]] = {}
         self._inst_pref: list[int] = list(range(len(cfg.instruments)))
         self._lookalike = False
+        self._deferred: list = []  # builds of the extra types, run once every price impact is in
+        self.order_specs: dict[int, tuple[set[int], bool]] = {}  # episode index -> (accounts, resting only)
 
     # ---- helpers for injection functions ------------------------------------------------
     def instrument_order(self, rng) -> list[int]:
@@ -97,13 +99,25 @@ class Market:
     def index_of(self, ep: Episode) -> int:
         return next(i for i, (e, _) in enumerate(self.all_episodes) if e is ep)
 
+    def defer(self, build) -> None:
+        """Run ``build()`` after every type has placed its windows (and price impacts)."""
+        self._deferred.append(build)
+
+    def label_orders(self, ep: Episode, accounts, resting_only: bool = False, related=()) -> None:
+        """The label lists the episode's orders of ``accounts`` (only resting-only ones if asked)."""
+        self.order_specs[self.index_of(ep)] = ({int(a) for a in accounts}, resting_only)
+        ep.order_ids = []
+        ep.related_types = list(related)
+
     # ---- episodes ------------------------------------------------------------------------
     def inject_episodes(self) -> None:
         cfg = self.cfg
         n_inst = len(cfg.instruments)
         for t in EPISODE_TYPES:
-            rng = component_rng(cfg.seed, f"episode:{t.name}")
             n = episode_count(t, cfg)
+            if n == 0:
+                continue
+            rng = component_rng(cfg.seed, f"episode:{t.name}")
             pref = [int(i) for i in rng.permutation(n_inst)]
             self._lookalike = t.lookalike
             span = cfg.duration_ns
@@ -113,6 +127,8 @@ class Market:
                 if t.inject(self, rng, slot) is None:  # slot full: anywhere in the run
                     t.inject(self, rng, (cfg.start_ns, cfg.end_ns))
         self._lookalike = False
+        for build in self._deferred:
+            build()
 
 
 @dataclass
@@ -135,19 +151,25 @@ class Scenario:
 
     def labels(self) -> dict:
         cfg = self.config
-        return {
+        out = {
             "seed": int(cfg.seed), "minutes": cfg.minutes, "events_per_second": cfg.events_per_second,
             "start_ns": cfg.start_ns, "end_ns": cfg.end_ns, "events": self.counts(),
             "episodes": [e.label() for e in self.episodes],
             "lookalikes": [e.label() for e in self.lookalikes],
         }
+        if cfg.exclusive:  # the extra keys only when extra types are chosen: today's labels stay as they are
+            out["episode_types"] = list(cfg.episode_types)
+            out["lookalike_types"] = list(cfg.resolved_lookalike_types)
+        if "marking_the_close" in cfg.episode_types:
+            out["fixings_ns"] = fixings_ns(cfg)
+        return out
 
 
 def simulate(cfg: ScenarioConfig) -> Scenario:
     m = Market(cfg)
     m.inject_episodes()
     background(m, component_rng(cfg.seed, "background"))
-    shared, aux, ep_trades = assemble_shared(m, component_rng(cfg.seed, "latency:shared"))
+    shared, aux, ep_trades, ep_orders = assemble_shared(m, component_rng(cfg.seed, "latency:shared"))
     refx = assemble_refx(m, component_rng(cfg.seed, "latency:refx"))
     episodes, lookalikes = [], []
     ordered = sorted(range(len(m.all_episodes)),
@@ -155,6 +177,13 @@ def simulate(cfg: ScenarioConfig) -> Scenario:
     for i in ordered:
         ep, is_look = m.all_episodes[i]
         ep.trade_ids = ep_trades.get(i, [])
+        if i in m.order_specs:
+            accts, resting_only = m.order_specs[i]
+            ep.order_ids = sorted({oid for oid, a, resting in ep_orders.get(i, [])
+                                   if a in accts and (resting or not resting_only)})
+        elif cfg.exclusive:  # one label layout when the extra types are on (the default's stays as it is)
+            ep.order_ids = sorted({oid for oid, _, _ in ep_orders.get(i, [])})
+            ep.related_types = []
         (lookalikes if is_look else episodes).append(ep)
     for prefix, eps in (("EP", episodes), ("LA", lookalikes)):
         for k, ep in enumerate(eps, 1):

@@ -6,7 +6,10 @@ with its own small deviation: an AR(1) on a 1 s grid (std ~2 bps, mean reversion
 arbitrageurs pulling gaps back), capped at a few bps.  Episodes add *REFX offsets*: over an
 offset interval REFX trades at SHARED's price times ``1 + bps/1e4`` exactly, so the gap a
 detector sees is the labelled one (plus spreads).  Offsets must be registered before any
-REFX price is read.
+REFX price is read.  Episodes may also add *impacts*: a piecewise-linear path in bps on
+SHARED, REFX or both (a pump, a ramp before a fixing, a news step), transient (back to 0
+at its last knot) or held from its last knot on; impacts must be registered before any
+price is read.  Without impacts the arithmetic is exactly today's.
 
 >>> import numpy as np
 >>> from replay.scenario.config import ScenarioConfig, NS
@@ -17,6 +20,12 @@ REFX price is read.
 >>> g = pm.gap_bps(0, t)
 >>> bool(abs(g[0]) < 12.5), round(float(g[1]), 6)
 (True, 150.0)
+>>> pm = PriceModel(np.random.default_rng(0), cfg)
+>>> before = pm.mid(0, SHARED, t)
+>>> pm = PriceModel(np.random.default_rng(0), cfg)
+>>> pm.add_impact(0, (SHARED,), [cfg.start_ns + 40 * NS, cfg.start_ns + 44 * NS], [0.0, 100.0], hold=True)
+>>> [round(float(x), 6) for x in (pm.mid(0, SHARED, t) / before - 1) * 1e4]
+[0.0, 100.0]
 """
 from __future__ import annotations
 
@@ -66,6 +75,10 @@ class PriceModel:
             })
         self._offsets: list[list[tuple[int, int, float]]] = [[] for _ in cfg.instruments]
         self._frozen = False
+        # per instrument and venue: [(knot times in s from start, log values, hold)]
+        self._impacts: list[dict[str, list]] = [{SHARED: [], REFX: []} for _ in cfg.instruments]
+        self._impact_paths: dict[tuple[int, str], tuple[np.ndarray, np.ndarray] | None] = {}
+        self._read = False
 
     # ---- episodes -------------------------------------------------------------------
     def add_offset(self, inst: int, start_ns: int, end_ns: int, bps: float) -> None:
@@ -77,6 +90,38 @@ class PriceModel:
                 raise ValueError(f"offset [{start_ns}, {end_ns}] overlaps [{s}, {e}] on instrument {inst}")
         self._offsets[inst].append((int(start_ns), int(end_ns), float(bps)))
         self._offsets[inst].sort()
+
+    def add_impact(self, inst: int, venues, t_ns, bps, hold: bool = False) -> None:
+        """Move ``venues``' prices by a piecewise-linear path (knots ``t_ns``, values in bps).
+
+        The path starts at 0; a transient one ends at 0, a held one keeps its last value to the
+        end of the run, so every price path stays continuous.
+        """
+        if self._read:
+            raise RuntimeError("price impacts must be added before prices are read")
+        t = (np.asarray(t_ns, dtype=np.int64) - self.start_ns) / NS
+        v = np.log1p(np.asarray(bps, dtype=np.float64) * 1e-4)
+        if len(t) < 2 or len(t) != len(v) or (np.diff(t) <= 0).any() or v[0] != 0 or (not hold and v[-1] != 0):
+            raise ValueError("an impact needs increasing knots, a 0 start and (unless held) a 0 end")
+        for venue in venues:
+            self._impacts[inst][venue].append((t, v, bool(hold)))
+
+    def _impact(self, inst: int, venue: str, rel: np.ndarray) -> np.ndarray | None:
+        """Sum of the venue's impacts (log) at relative times; None when it has none."""
+        key = (inst, venue)
+        if key not in self._impact_paths:
+            imps = self._impacts[inst][venue]
+            if not imps:
+                self._impact_paths[key] = None
+            else:
+                # Continuous piecewise-linear paths: their sum is exact on the union of the knots.
+                knots = np.unique(np.concatenate([t for t, _, _ in imps]))
+                vals = sum(np.interp(knots, t, v, left=0.0, right=v[-1] if h else 0.0) for t, v, h in imps)
+                self._impact_paths[key] = (knots, vals)
+        path = self._impact_paths[key]
+        if path is None:
+            return None
+        return np.interp(rel, path[0], path[1], left=0.0, right=path[1][-1])
 
     def offset_bps(self, inst: int, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inside an offset interval, offset in bps) at each time."""
@@ -100,13 +145,20 @@ class PriceModel:
         return np.interp(self._rel_s(ts), self.sec_t, self.activity[inst])
 
     def log_mid(self, inst: int, venue: str, ts: np.ndarray) -> np.ndarray:
+        self._read = True
         rel = self._rel_s(ts)
         lf = np.interp(rel, self.grid_t, self.log_fair[inst])
         dev_s = np.interp(rel, self.sec_t, self.dev[inst][SHARED])
+        imp = self._impact(inst, SHARED, rel)
+        if imp is not None:
+            dev_s = dev_s + imp
         if venue == SHARED:
             return lf + dev_s
         self._frozen = True
         dev_r = np.interp(rel, self.sec_t, self.dev[inst][REFX])
+        imp = self._impact(inst, REFX, rel)
+        if imp is not None:
+            dev_r = dev_r + imp
         inside, bps = self.offset_bps(inst, ts)
         # Inside an episode REFX follows SHARED exactly, shifted by the episode's offset.
         return lf + np.where(inside, dev_s + np.log1p(bps * 1e-4), dev_r)
