@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--minutes", type=int, default=10)
     g.add_argument("--rate", type=float, default=1500.0, help="events per second on average (default: %(default)s)")
     g.add_argument("--formats", default="canonical,fix,tardis", help="comma-separated: canonical, fix, tardis")
+    g.add_argument("--episodes", default="default",
+                   help="labelled episode types: default (wash_trade, price_dislocation), all, or a comma list")
 
     sub.add_parser("detectors", help="list detectors with their parameters, defaults and units")
     return p
@@ -100,7 +102,8 @@ def cmd_scenario(args) -> int:
     from replay.scenario import generate
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    summary = generate(args.out, seed=args.seed, minutes=args.minutes, events_per_second=args.rate, formats=formats)
+    summary = generate(args.out, seed=args.seed, minutes=args.minutes, events_per_second=args.rate, formats=formats,
+                       episode_types=args.episodes)
     console.print(f"wrote a {args.minutes}-minute market (seed {args.seed}) to [bold]{args.out}[/]: {summary}")
     return 0
 
