@@ -4,12 +4,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from detectors.abnormal_move import AbnormalMove
 from detectors.base import Detector
+from detectors.off_market import OffMarket
 from detectors.price_dislocation import PriceDislocation
 from detectors.volume_authenticity import VolumeAuthenticity
 from detectors.wash_trade import WashTrade
 
-REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (WashTrade, PriceDislocation, VolumeAuthenticity)}
+REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (WashTrade, PriceDislocation, VolumeAuthenticity, OffMarket, AbnormalMove)}
 
 
 class DetectorConfigError(ValueError):

@@ -1,31 +1,38 @@
-"""Off-market trades and trade-throughs: a trade priced outside the cross-venue reference band.
+"""Off-market prints and trade-throughs: a trade out of line with every venue's market, its own included.
 
-For a trade on venue V the band comes from the *other* venues' latest observations that
-are fresh (at most ``max_staleness_ms`` older than the trade): a venue's top-of-book
-quote gives its bid and ask; a venue with no fresh quote gives the median of its last
-``ref_trades`` fresh trade prices as both (a median, so one odd print on a venue does not
-become the yardstick for every other venue's trades).  The band is [best bid, best offer] across them.  A trade beyond it by more than
-``band_bps`` (measured from the breached edge) is off-market; against a quote it is a
-trade-through (the buyer could have bought cheaper, the seller sold dearer, on another
-venue).  The trade's own venue never enters its band.
+The band a trade on venue V is held to comes from the *other* venues' observations that are
+fresh (at most ``max_staleness_ms`` older than it): a top-of-book quote gives its bid and
+ask; a venue without a fresh quote gives the median of its last ``ref_trades`` fresh trades
+(a median, so one odd print does not become the yardstick for other venues' trades).  The
+band is [best bid, best offer] across them.  A trade beyond it by more than ``band_bps`` is
+off the market - through a quote, a trade-through - if it is also *odd*:
 
-A price the whole market moves to is news, not an off-market print, so a trade is only
-flagged if it is *still* outside the band built from the other venues' latest observations
-``confirm_ms`` later.  That is decided on event time — at the first event later than
-trade + ``confirm_ms``, or at flush — so alerts do not depend on batching.
+- it stands out from its own venue's level before it (median of that venue's last trades
+  within ``level_lookback_ms``, else its quote's mid) by half the band: a print at the level
+  its venue already trades at is that venue drifting away from the others (a dislocation, a
+  pump: other detectors' findings);
+- ``confirm_ms`` later it is still outside the band the other venues then give (a price the
+  whole market moves to is news, not an off-market print);
+- and most of what its own venue showed in those ``confirm_ms`` (trades, quote mids) is not at
+  the print's level (else the venue itself moved: a spike, the start of a dislocation).
 
-Confirmed trades on one venue less than ``burst_gap_ms`` apart form one alert (a sustained
-gap is one finding, not hundreds), raised at the first and revised (same id) as trades
-join.  State per instrument: each venue's latest quote and last trades, the trades awaiting
-confirmation (at most ``confirm_ms`` worth) and one open burst per venue.
+The verdict is reached on event time - at the first event later than trade + ``confirm_ms``,
+or at flush - so alerts do not depend on batching.  Odd trades on one venue less than
+``burst_gap_ms`` apart are one alert, raised at the first and revised (same id) as trades join;
+its evidence is the first trade with the quotes or trades it was compared to, the most
+distant one and the last.  State per instrument: each venue's latest quote and last trades,
+the trades awaiting their verdict (at most ``confirm_ms`` worth) and one open burst per venue.
 
 >>> from tests.conftest import events
->>> t = events(ts=[0.0, 1.0, 1.2, 5.0], kind=["quote", "trade", "quote", "quote"], venue=["REFX", "SHARED", "REFX", "REFX"],
-...     instrument=["BTC/USDT"] * 4, bid=[100.0, None, 100.0, 100.0], ask=[100.54, None, 100.54, 100.54],
-...     price=[None, 101.40, None, None], qty=[None, 1.0, None, None], trade_id=[None, "S-BTC-1", None, None])
+>>> t = events(ts=[0.0, 1.0, 1.2, 5.0], kind=["quote", "trade", "quote", "quote"],
+...     venue=["REFX", "SHARED", "REFX", "REFX"], instrument=["BTC/USDT"] * 4, bid=[100.0, None, 100.0, 100.0],
+...     ask=[100.54, None, 100.54, 100.54], price=[None, 101.40, None, None], qty=[None, 1.0, None, None],
+...     trade_id=[None, "S-BTC-1", None, None])
 >>> d = OffMarket()
->>> [a.summary for a in d.update(d.new_state(), d.select(t))]
-['SHARED trade S-BTC-1 at 101.40 is 85.5 bps above the best offer across venues (REFX ask 100.54): trade-through, still off-market 2s later (band 50 bps)']
+>>> for a in d.update(d.new_state(), d.select(t)):
+...     print(a.summary)  # doctest: +NORMALIZE_WHITESPACE
+SHARED trade S-BTC-1 at 101.40 is 85.5 bps above the best offer across venues (REFX ask 100.54):
+trade-through, still off-market 2s later (band 50 bps)
 """
 from __future__ import annotations
 
@@ -36,15 +43,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detectors.base import Detector
-from surveil.alerts import Alert, Severity, evidence_id
+from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import EVENT_SCHEMA, Kind, to_rows
 
 NEVER = np.iinfo(np.int64).min // 2
-MAX_TRADES_IN_EVIDENCE = 10  # a burst's first trades; the peak and the last one are always added
+TRADE_REF = "recent-trade price"
+OWN_SHARE = 0.5  # x band_bps: how far a print must stand out from its own venue's level
+ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "venue_symbol", "ts", "src", "src_seq"]
+KEEP_COLUMNS = list(EVIDENCE_COLUMNS) + ["venue_symbol"]  # what rows kept past a batch are narrowed to
 
 
 @dataclass
-class _Obs:  # one venue's latest quote (bid, ask) or trade (price, price)
+class _Obs:  # a venue's quote (bid, ask) or trade (price, price)
     bid: float
     ask: float
     ts_ns: int
@@ -54,7 +64,7 @@ class _Obs:  # one venue's latest quote (bid, ask) or trade (price, price)
 @dataclass
 class _Ref:  # one edge of the band as a trade saw it
     venue: str
-    what: str  # "bid" | "ask" | "recent-trade price"
+    what: str  # "bid" | "ask" | TRADE_REF
     price: float
     row: pa.Table
 
@@ -67,18 +77,19 @@ class _Flagged:  # a trade outside the band when it printed
     trade_id: str
     distance_bps: float
     above: bool
-    edge: _Ref  # the edge it broke through
-    other: _Ref  # the opposite edge
+    edge: _Ref  # the edge it went through
+    other: _Ref
     row: pa.Table
     after_bps: float = float("nan")
+    seen_after: int = 0  # its venue's trades and quotes within confirm_ms after it,
+    near_after: int = 0  # and how many of them at its level
 
 
 @dataclass
-class _Burst:
-    first: _Flagged
-    peak: _Flagged
-    last: _Flagged
-    trades: list[pa.Table]
+class _Burst:  # inside _process its trades may still be candidate numbers, materialised when alerted
+    first: _Flagged | int
+    peak: _Flagged | int
+    last: _Flagged | int
     count: int = 1
 
 
@@ -86,7 +97,7 @@ class _Burst:
 class OffMarketState:
     quotes: dict[str, _Obs] = field(default_factory=dict)  # venue -> latest quote
     trades: dict[str, list[_Obs]] = field(default_factory=dict)  # venue -> its last ref_trades trades
-    pending: list[_Flagged] = field(default_factory=list)  # awaiting confirmation, in time order
+    pending: list[_Flagged] = field(default_factory=list)  # awaiting their verdict, in time order
     bursts: dict[str, _Burst] = field(default_factory=dict)  # venue -> open burst
 
 
@@ -97,34 +108,41 @@ def _distance(p, lo, hi):
     return np.where(np.isnan(d), 0.0, d), p > hi
 
 
-class _Book:
-    """Every venue's references as of every prefix of one batch, built with forward fills.
+def _median(v):
+    """Median along axis 0 ignoring NaN (NaN where all are): ``np.nanmedian`` without its warnings."""
+    srt, cnt = np.sort(v, axis=0), (~np.isnan(v)).sum(axis=0)  # NaN sorts last
+    lo = np.take_along_axis(srt, (np.maximum(cnt - 1, 0) // 2)[None], axis=0)[0]
+    hi = np.take_along_axis(srt, np.minimum(cnt // 2, len(v) - 1)[None], axis=0)[0]
+    return np.where(cnt > 0, (lo + hi) / 2, np.nan)
 
-    Column ``p`` of each (venue x n+1) array holds what the state plus rows ``[0, p)`` had
-    seen; column 0 is the state alone.  Quotes: the latest bid, ask and time.  Trades: the
-    last ``r`` prices and times per venue (``tp[j]`` is the j-th latest), whose median is a
-    venue's reference when it has no fresh quote - so one odd print does not become the
-    yardstick every other venue's trades are measured against.
+
+class _Book:
+    """Every venue's observations as of every prefix of one batch, built with forward fills.
+
+    Column ``p`` of each (venue x n+1) array holds what the state plus rows ``[0, p)`` had seen
+    (column 0: the state alone).  Quotes: latest bid, ask, time and row.  Trades: the last ``r``
+    prices and times (``tp[j]``: the j-th latest) and how many the venue has had (``tn``).
     """
 
-    def __init__(self, state, events, ts, price, is_quote, r, stale_ns):
-        n, self.events, self.state, self.stale = events.num_rows, events, state, stale_ns
+    def __init__(self, state, events, ts, price, is_quote, venue, r, stale_ns):
+        n, self.events, self.state, self.stale = len(ts), events.select(KEEP_COLUMNS), state, stale_ns
         self.venues = sorted(set(state.quotes) | set(state.trades) | {p.venue for p in state.pending}
-                             | set(events.column("venue").unique().to_pylist()))
-        self.code = pc.index_in(events.column("venue"), value_set=pa.array(self.venues, pa.string())).to_numpy(
-            zero_copy_only=False)
+                             | set(venue.tolist()))
+        index = {v: k for k, v in enumerate(self.venues)}
+        self.code = np.fromiter((index[v] for v in venue), np.int64, n)
         K, ar = len(self.venues), np.arange(n)
-        bid, ask = (pc.fill_null(events.column(c), np.nan).to_numpy() for c in ("bid", "ask"))
+        bid, ask = self.bid, self.ask = [events.column(c).to_numpy() for c in ("bid", "ask")]  # nulls: NaN
         self.qb, self.qa = np.full((K, n + 1), np.nan), np.full((K, n + 1), np.nan)
         self.qt, self.qi = np.full((K, n + 1), NEVER, np.int64), np.full((K, n + 1), -1, np.int64)
         self.tp, self.tt = np.full((r, K, n + 1), np.nan), np.full((r, K, n + 1), NEVER, np.int64)
-        self.tn = np.zeros((K, n + 1), np.int64)  # trades (held + batch) a venue has had by each prefix
-        self.hist = []  # per venue: (held trades, batch row of each later trade, all prices, all times)
+        self.tn = np.zeros((K, n + 1), np.int64)
+        self.hist = []  # per venue: (held trades, batch rows of its trades, all prices, all times)
         for k, v in enumerate(self.venues):
             mine = self.code == k
             self.qi[k, 1:] = np.maximum.accumulate(np.where(is_quote & mine, ar, -1))
             have, q = self.qi[k] >= 0, state.quotes.get(v)
-            for out, src, held in ((self.qb, bid, q and q.bid), (self.qa, ask, q and q.ask), (self.qt, ts, q and q.ts_ns)):
+            for out, src, held in ((self.qb, bid, q and q.bid), (self.qa, ask, q and q.ask),
+                                   (self.qt, ts, q and q.ts_ns)):
                 out[k, have] = src[self.qi[k, have]]
                 if held is not None:
                     out[k, ~have] = held
@@ -134,29 +152,30 @@ class _Book:
             self.tn[k] = len(held) + np.concatenate(([0], np.cumsum(~is_quote & mine)))
             for j in range(r):
                 e = self.tn[k] - 1 - j
-                ok = e >= 0
-                self.tp[j, k, ok], self.tt[j, k, ok] = P[e[ok]], T[e[ok]]
+                self.tp[j, k, e >= 0], self.tt[j, k, e >= 0] = P[e[e >= 0]], T[e[e >= 0]]
             self.hist.append((held, rows, P, T))
 
     def _trade_ref(self, pos, t0):
-        """Median of each venue's fresh recent trade prices, (r, K, m) -> (K, m); NaN without any."""
+        """Median of each venue's fresh recent trades, (K, m); NaN without any."""
         tv = np.where(self.tt[:, :, pos] >= t0 - self.stale, self.tp[:, :, pos], np.nan)
-        srt, cnt = np.sort(tv, axis=0), (~np.isnan(tv)).sum(axis=0)
-        lo = np.take_along_axis(srt, np.maximum(cnt - 1, 0)[None] // 2, axis=0)[0]
-        hi = np.take_along_axis(srt, np.minimum(cnt // 2, len(tv) - 1)[None], axis=0)[0]
-        return np.where(cnt > 0, (lo + hi) / 2, np.nan), tv
+        return _median(tv), tv
+
+    def level(self, pos, k, since):
+        """Venue ``k``'s own level at prefix ``pos`` from what it showed since ``since``: median of its trades, else
+        its quote's mid."""
+        med = _median(np.where(self.tt[:, k, pos] >= since, self.tp[:, k, pos], np.nan))
+        return np.where(np.isnan(med) & (self.qt[k, pos] >= since), (self.qb[k, pos] + self.qa[k, pos]) / 2, med)
 
     def band(self, pos, own, t0):
-        """The band the other venues' fresh references give trades at prefix ``pos``, on venue ``own``, at time ``t0``."""
-        m = len(pos)
+        """The band the venues other than ``own`` give a trade at prefix ``pos`` and time ``t0``."""
+        m = np.arange(len(pos))
         fq = self.qt[:, pos] >= t0 - self.stale
         med = self._trade_ref(pos, t0)[0]
-        b = np.where(fq, self.qb[:, pos], med)
-        a = np.where(fq, self.qa[:, pos], med)
-        b[own, np.arange(m)] = a[own, np.arange(m)] = np.nan
+        b, a = np.where(fq, self.qb[:, pos], med), np.where(fq, self.qa[:, pos], med)
+        b[own, m] = a[own, m] = np.nan
         bk = np.argmax(np.where(np.isnan(b), -np.inf, b), axis=0)
         ak = np.argmin(np.where(np.isnan(a), np.inf, a), axis=0)
-        bb, ba = b[bk, np.arange(m)], a[ak, np.arange(m)]
+        bb, ba = b[bk, m], a[ak, m]
         crossed = bb > ba  # the other venues disagree among themselves: anything between them is in the band
         return (np.where(crossed, ba, bb), np.where(crossed, bb, ba), np.where(crossed, ak, bk),
                 np.where(crossed, bk, ak), crossed, fq)
@@ -170,22 +189,28 @@ class _Book:
                         self.events.take([i]) if i >= 0 else self.state.quotes[v].row)
         med, tv = self._trade_ref(np.array([pos]), t0)
         j = int(np.argmin(np.where(np.isnan(tv[:, k, 0]), np.inf, np.abs(tv[:, k, 0] - med[k, 0]))))
-        return _Ref(v, "recent-trade price", float(med[k, 0]), self._trade_row(k, int(self.tn[k, pos]) - 1 - j))
-
-    def _trade_row(self, k: int, e: int) -> pa.Table:
-        held, rows = self.hist[k][:2]
-        return held[e].row if e < len(held) else self.events.take([int(rows[e - len(held)])])
+        e, (held, rows) = int(self.tn[k, pos]) - 1 - j, self.hist[k][:2]
+        return _Ref(v, TRADE_REF, float(med[k, 0]),
+                    held[e].row if e < len(held) else self.events.take([int(rows[e - len(held)])]))
 
     def keep_latest(self, state) -> None:
-        n = self.qi.shape[1] - 1
-        for k, v in enumerate(self.venues):
+        """Each venue's latest quote and last trades into the state: one take for all their rows (slices of a
+        small table, not of the batch, which they would pin)."""
+        n, r = self.qi.shape[1] - 1, self.tp.shape[0]
+        keep = []  # (venue, batch row, element of its trades or None for the quote)
+        for k in range(len(self.venues)):
             if self.qi[k, n] >= 0:
-                state.quotes[v] = _Obs(float(self.qb[k, n]), float(self.qa[k, n]), int(self.qt[k, n]),
-                                       self.events.take([int(self.qi[k, n])]))
-            held, rows, P, T = self.hist[k]
-            if len(rows):
-                keep = range(max(0, len(P) - self.tp.shape[0]), len(P))
-                state.trades[v] = [_Obs(float(P[e]), float(P[e]), int(T[e]), self._trade_row(k, e)) for e in keep]
+                keep.append((k, int(self.qi[k, n]), None))
+            held, rows, P, _ = self.hist[k]
+            keep += [(k, int(rows[e - len(held)]), e) for e in range(max(len(held), len(P) - r), len(P))]
+        taken = self.events.take([i for _, i, _ in keep]) if keep else None
+        for j, (k, _, e) in enumerate(keep):
+            v, row = self.venues[k], taken.slice(j, 1)
+            if e is None:
+                state.quotes[v] = _Obs(float(self.qb[k, n]), float(self.qa[k, n]), int(self.qt[k, n]), row)
+            else:
+                P, T = self.hist[k][2:]
+                state.trades[v] = (state.trades.get(v, []) + [_Obs(float(P[e]), float(P[e]), int(T[e]), row)])[-r:]
 
 
 def _fmt(p: float) -> str:
@@ -196,42 +221,45 @@ class OffMarket(Detector):
     name = "off_market"
     version = "1.0"
     key_columns = ("instrument",)
-    description = "A trade priced outside the other venues' best bid/offer (or recent prices) by more than X bps."
+    description = "A trade out of line with the other venues' best bid/offer (or recent prices) and its own venue's."
     param_docs = {
         "band_bps": ("bps", "how far beyond the other venues' best bid/offer a trade must print"),
-        "max_staleness_ms": ("ms", "a venue's quote or last trade older than this (at the trade) is not a reference"),
-        "confirm_ms": ("ms", "the trade must still be outside the band this long after it (else the market moved)"),
+        "max_staleness_ms": ("ms", "a venue's quote or trade older than this (at the trade) is not a reference"),
+        "confirm_ms": ("ms", "the trade must still be out of line this long after it (else the market moved)"),
         "burst_gap_ms": ("ms", "off-market trades on one venue closer than this form one alert"),
-        "ref_trades": ("trades", "a venue without a fresh quote is referenced by the median of its last N fresh trades"),
+        "ref_trades": ("trades", "a venue without a fresh quote is referenced by the median of its last N trades"),
+        "level_lookback_ms": ("ms", "a venue's own trades (its last ref_trades) this recent set the level its print "
+                                    "must stand out from"),
     }
 
     def __init__(self, band_bps: float = 50.0, max_staleness_ms: int = 5_000, confirm_ms: int = 2_000,
-                 burst_gap_ms: int = 60_000, ref_trades: int = 3):
-        if band_bps <= 0 or max_staleness_ms <= 0 or confirm_ms < 0 or burst_gap_ms < 0 or ref_trades < 1:
-            raise ValueError("band_bps, max_staleness_ms > 0, confirm_ms, burst_gap_ms >= 0 and ref_trades >= 1 required")
-        self.band_bps = float(band_bps)
-        self.max_staleness_ms = int(max_staleness_ms)
-        self.confirm_ms = int(confirm_ms)
-        self.burst_gap_ms = int(burst_gap_ms)
-        self.ref_trades = int(ref_trades)
+                 burst_gap_ms: int = 60_000, ref_trades: int = 5, level_lookback_ms: int = 60_000):
+        if band_bps <= 0 or max_staleness_ms <= 0 or confirm_ms < 0 or burst_gap_ms < 0 or ref_trades < 1 \
+                or level_lookback_ms <= 0:
+            raise ValueError("band_bps, max_staleness_ms, level_lookback_ms > 0; confirm_ms, burst_gap_ms >= 0; "
+                             "ref_trades >= 1 required")
+        self.band_bps, self.max_staleness_ms, self.confirm_ms = float(band_bps), int(max_staleness_ms), int(confirm_ms)
+        self.burst_gap_ms, self.ref_trades, self.level_lookback_ms = int(burst_gap_ms), int(ref_trades), \
+            int(level_lookback_ms)
 
     def select(self, events: pa.Table) -> pa.Table:
+        # Kleene logic: a quote's null price (or a trade's null bid) is false, not null; the filter drops nulls
         kind = events.column("kind")
-        # fill_null before combining: a quote's null price (or a trade's null bid) must not null the row out
-        pos = lambda c: pc.fill_null(pc.greater(events.column(c), 0), False)  # noqa: E731
-        trade = pc.and_(pc.equal(kind, Kind.TRADE.value), pos("price"))
-        quote = pc.and_(pc.equal(kind, Kind.QUOTE.value), pc.and_(pos("bid"), pos("ask")))
-        return events.filter(pc.fill_null(pc.or_(trade, quote), False))
+        trade = pc.and_kleene(pc.equal(kind, Kind.TRADE.value), pc.greater(events.column("price"), 0))
+        quote = pc.and_kleene(pc.and_kleene(pc.equal(kind, Kind.QUOTE.value), pc.greater(events.column("bid"), 0)),
+                              pc.greater(events.column("ask"), 0))
+        return events.filter(pc.or_kleene(trade, quote))
 
     def new_state(self) -> OffMarketState:
         return OffMarketState()
 
     def is_idle(self, state: OffMarketState, now_ns: int) -> bool:
-        # Idle when no reference could still enter a band, no trade awaits its verdict and
-        # no later trade could join a burst: dropping the state then changes nothing.
-        stale, gap = self.max_staleness_ms * 1_000_000, self.burst_gap_ms * 1_000_000
+        # Idle when no observation could still be a reference or a level, no trade awaits its verdict and no
+        # later trade could join a burst: dropping the state then changes nothing.
+        stale, gap = max(self.max_staleness_ms, self.level_lookback_ms) * 1_000_000, self.burst_gap_ms * 1_000_000
+        latest = [*state.quotes.values(), *(t[-1] for t in state.trades.values())]
         return (not state.pending and all(now_ns - b.last.ts_ns > gap for b in state.bursts.values())
-                and all(now_ns - o.ts_ns > stale for o in (*state.quotes.values(), *(t[-1] for t in state.trades.values()))))
+                and all(now_ns - o.ts_ns > stale for o in latest))
 
     def update(self, state: OffMarketState, events: pa.Table) -> list[Alert]:
         return self._process(state, events, final=False) if events.num_rows else []
@@ -240,78 +268,98 @@ class OffMarket(Detector):
         return self._process(state, EVENT_SCHEMA.empty_table(), final=True) if state.pending else []
 
     def _process(self, state: OffMarketState, events: pa.Table, final: bool) -> list[Alert]:
-        n = events.num_rows
+        n, P, out = events.num_rows, state.pending, {}
         ts = events.column("ts").cast(pa.int64()).to_numpy()
-        price = pc.fill_null(events.column("price"), np.nan).to_numpy()
-        is_quote = np.asarray(pc.equal(events.column("kind"), Kind.QUOTE.value).to_numpy(zero_copy_only=False), bool)
-        book = _Book(state, events, ts, price, is_quote, self.ref_trades, self.max_staleness_ms * 1_000_000)
-        code, venues = book.code, book.venues
+        price = events.column("price").to_numpy()  # nulls: NaN
+        is_quote = events.column("kind").to_numpy(zero_copy_only=False) == Kind.QUOTE.value
+        book = _Book(state, events, ts, price, is_quote, events.column("venue").to_numpy(zero_copy_only=False),
+                     self.ref_trades, self.max_staleness_ms * 1_000_000)
+        code, venues, confirm, tol = book.code, book.venues, self.confirm_ms * 1_000_000, self.band_bps * OWN_SHARE
+        if P or not is_quote.all():
+            # 1. candidates: trades beyond the other venues' band that stand out from their own venue's level
+            tr = np.flatnonzero(~is_quote)
+            lo, hi, lo_k, hi_k, crossed, fq = book.band(tr + 1, code[tr], ts[tr])
+            dist, above = _distance(price[tr], lo, hi)
+            lvl = book.level(tr, code[tr], ts[tr] - self.level_lookback_ms * 1_000_000)
+            with np.errstate(invalid="ignore"):
+                jump = np.where(np.isnan(lvl), np.inf, np.abs(price[tr] / lvl - 1) * 1e4)
+            cand = np.flatnonzero((dist > self.band_bps) & (jump > tol))
+            rows, c_ts = tr[cand], ts[tr[cand]]
+            # 2. the verdict, confirm_ms later: decidable once an event later than that has been seen
+            t0 = np.concatenate(([p.ts_ns for p in P], c_ts)).astype(np.int64)
+            pos = np.searchsorted(ts, t0 + confirm, side="right")
+            decided = np.full(len(t0), True) if final else pos < n
+            own = np.concatenate(([venues.index(p.venue) for p in P], code[rows])).astype(np.int64)
+            px = np.concatenate(([p.price for p in P], price[rows]))
+            after = np.zeros(len(t0))
+            after[decided] = _distance(px[decided], *book.band(pos[decided], own[decided], t0[decided])[:2])[0]
+            # what the own venue showed meanwhile, counted batch by batch (so batching cannot change the sums)
+            seen, near = np.array([(p.seen_after, p.near_after) for p in P] + [(0, 0)] * len(cand),
+                                  np.int64).reshape(-1, 2).T
+            obs = np.where(is_quote, (book.bid + book.ask) / 2, price)
+            for x in range(len(t0)):
+                o_ts, o_px = ts[code == own[x]], obs[code == own[x]]
+                a, b = np.searchsorted(o_ts, [t0[x], t0[x] + confirm], side="right")
+                seen[x], near[x] = seen[x] + b - a, near[x] + int((np.abs(o_px[a:b] / px[x] - 1) * 1e4 <= tol).sum())
+            for x, p in enumerate(P):
+                p.seen_after, p.near_after, p.after_bps = int(seen[x]), int(near[x]), float(after[x])
+            made: dict[int, _Flagged] = {}
 
-        # 1. trades outside the band when they printed
-        trades = np.flatnonzero(~is_quote)
-        lo, hi, lo_k, hi_k, crossed, fq = book.band(trades + 1, code[trades], ts[trades])
-        dist, above = _distance(price[trades], lo, hi)
-        cand = np.flatnonzero(dist > self.band_bps)
-        rows, c_ts = trades[cand], ts[trades[cand]]
+            def flagged(c):  # materialise candidate c: rows are taken only for trades kept (evidence, pending)
+                if isinstance(c, _Flagged):
+                    return c
+                if c not in made:
+                    i, j, t, x = int(rows[c]), int(cand[c]), int(c_ts[c]), len(P) + c
+                    ek, ok_ = (hi_k[j], lo_k[j]) if above[j] else (lo_k[j], hi_k[j])
+                    e_ask = bool(above[j]) != bool(crossed[j])
+                    made[c] = _Flagged(
+                        t, venues[code[i]], float(price[i]), events.column("trade_id")[i].as_py() or "(no id)",
+                        float(dist[j]), bool(above[j]), book.ref(int(ek), i + 1, bool(fq[ek, j]), e_ask, t),
+                        book.ref(int(ok_), i + 1, bool(fq[ok_, j]), not e_ask, t), book.events.take([i]),
+                        float(after[x]), int(seen[x]), int(near[x]))
+                return made[c]
 
-        def flagged(c: int) -> _Flagged:  # materialise candidate c: only for trades kept as evidence or pending
-            i, j = int(rows[c]), int(cand[c])
-            ek, ok_ = (hi_k[j], lo_k[j]) if above[j] else (lo_k[j], hi_k[j])
-            e_ask = bool(above[j]) != bool(crossed[j])
-            return _Flagged(int(ts[i]), venues[code[i]], float(price[i]), events.column("trade_id")[i].as_py() or "(no id)",
-                            float(dist[j]), bool(above[j]), book.ref(int(ek), i + 1, bool(fq[ek, j]), e_ask, int(ts[i])),
-                            book.ref(int(ok_), i + 1, bool(fq[ok_, j]), not e_ask, int(ts[i])), events.take([i]))
-
-        # 2. the verdict, confirm_ms later: decidable once an event later than that has been seen
-        confirm = self.confirm_ms * 1_000_000
-        old_h = np.array([p.ts_ns + confirm for p in state.pending], np.int64)
-        horizon = np.concatenate((old_h, c_ts + confirm))
-        pos = np.searchsorted(ts, horizon, side="right")
-        decided = np.full(len(horizon), True) if final else pos < n
-        old_code = np.array([venues.index(p.venue) for p in state.pending], np.int64)
-        t0 = np.concatenate(([p.ts_ns for p in state.pending], c_ts)).astype(np.int64)
-        own = np.concatenate((old_code, code[rows])).astype(np.int64)
-        px = np.concatenate(([p.price for p in state.pending], price[rows]))
-        a_lo, a_hi, *_ = book.band(pos[decided], own[decided], t0[decided])
-        after = np.zeros(len(horizon))
-        after[decided] = _distance(px[decided], a_lo, a_hi)[0]
-        confirmed = decided & (after > self.band_bps)
-
-        # 3. bursts, in time order (decided trades always precede undecided ones)
-        out: dict[str, Alert] = {}
-        dirty: set[str] = set()
-        npend, gap = len(state.pending), self.burst_gap_ms * 1_000_000
-        for x in np.flatnonzero(confirmed):
-            f = state.pending[x] if x < npend else flagged(int(x - npend))
-            f.after_bps = float(after[x])
-            b = state.bursts.get(f.venue)
-            if b is None or f.ts_ns - b.last.ts_ns > gap:
-                if b is not None and f.venue in dirty:
-                    a = self._alert(b)
-                    out[a.alert_id] = a
-                state.bursts[f.venue] = _Burst(f, f, f, [f.row])
-            else:
-                b.count, b.last = b.count + 1, f
-                b.peak = f if f.distance_bps > b.peak.distance_bps else b.peak
-                if len(b.trades) < MAX_TRADES_IN_EVIDENCE:
-                    b.trades.append(f.row)
-            dirty.add(f.venue)
-        state.pending = ([p for p, d in zip(state.pending, decided[:npend]) if not d]
-                         + [flagged(c) for c in np.flatnonzero(~decided[npend:])])
-        for v in sorted(dirty):
-            a = self._alert(state.bursts[v])
-            out[a.alert_id] = a
+            # 3. bursts of confirmed trades, in time order (decided trades always precede undecided ones)
+            confirmed = decided & (after > self.band_bps) & (2 * near <= seen)
+            found = [P[x] if x < len(P) else int(x - len(P)) for x in np.flatnonzero(confirmed)]
+            self._bursts(state, found, lambda f: (f.venue, f.ts_ns, f.distance_bps) if isinstance(f, _Flagged) else
+                         (venues[code[rows[f]]], int(c_ts[f]), float(dist[cand[f]])), flagged, out)
+            state.pending = [p for p, d in zip(P, decided) if not d] + [
+                flagged(int(c)) for c in np.flatnonzero(~decided[len(P):])]
         # 4. keep each venue's latest quote and trades; drop bursts no trade can join any more
         book.keep_latest(state)
-        if n:
-            for v in [v for v, b in state.bursts.items() if ts[-1] - b.last.ts_ns > gap + confirm]:
-                del state.bursts[v]
+        gap = self.burst_gap_ms * 1_000_000
+        for v in [v for v, b in state.bursts.items() if n and ts[-1] - b.last.ts_ns > gap + confirm]:
+            del state.bursts[v]
         return list(out.values())
+
+    def _bursts(self, state: OffMarketState, found: list, facts, flagged, out: dict) -> None:
+        """Confirmed trades into per-venue bursts; each burst touched is (re-)alerted once, materialised."""
+        gap, dirty = self.burst_gap_ms * 1_000_000, {}
+
+        def emit(b: _Burst):
+            b.first, b.peak, b.last = flagged(b.first), flagged(b.peak), flagged(b.last)
+            a = self._alert(b)
+            out[a.alert_id] = a
+
+        for f in found:
+            v, t, d = facts(f)
+            b = state.bursts.get(v)
+            if b is None or t - facts(b.last)[1] > gap:
+                if v in dirty:
+                    emit(dirty[v])  # its final revision: a new burst replaces it
+                b = state.bursts[v] = _Burst(f, f, f)
+            else:
+                b.count, b.last = b.count + 1, f
+                b.peak = f if d > facts(b.peak)[2] else b.peak
+            dirty[v] = b
+        for v in sorted(dirty):
+            emit(dirty[v])
 
     def _alert(self, b: _Burst) -> Alert:
         f, pk = b.first, b.peak
         instrument = f.row.column("instrument")[0].as_py()
-        quoted = f.edge.what != "recent-trade price"
+        quoted = f.edge.what != TRADE_REF
         side = (("above the best offer" if f.above else "below the best bid") if quoted
                 else ("above the highest recent price" if f.above else "below the lowest recent price"))
         kind = "trade-through" if quoted else "off-market"
@@ -323,20 +371,21 @@ class OffMarket(Detector):
                         f"up to {pk.distance_bps:.1f} bps")
         ratio = pk.distance_bps / self.band_bps
         severity = Severity.HIGH if ratio >= 4 else Severity.MEDIUM if ratio >= 2 else Severity.LOW
-        parts = [f.row, f.edge.row, f.other.row, *b.trades, pk.row, pk.edge.row, b.last.row]
-        seen: dict[str, pa.Table] = {}
-        for r in parts:
-            seen.setdefault(evidence_id(to_rows(r)[0]), r)
+        rows = pa.concat_tables(x.row for x in (f, f.edge, f.other, pk, pk.edge, b.last))
+        # evidence_id reads a few columns: converting only those, once for all rows, keeps revisions cheap
+        ids = [evidence_id(r) for r in to_rows(rows.select(ID_COLUMNS))]
+        first = {e: i for i, e in reversed(list(enumerate(ids)))}  # each row once, in order
         return Alert.build(
             detector=self.name, version=self.version, key=instrument, window_start_ns=f.ts_ns,
-            window_end_ns=b.last.ts_ns, opening_evidence=[evidence_id(to_rows(f.row)[0])],
-            evidence=pa.concat_tables(seen.values()), severity=severity, score=round(pk.distance_bps, 6),
-            instrument=instrument, venues=sorted({f.venue, f.edge.venue, f.other.venue, pk.edge.venue}),
-            owners=[], accounts=[], summary=summary, params=self.params(),
+            window_end_ns=b.last.ts_ns, opening_evidence=[ids[0]], evidence=rows.take(sorted(first.values())),
+            severity=severity, score=round(pk.distance_bps, 6), instrument=instrument,
+            venues=sorted({f.venue, f.edge.venue, f.other.venue, pk.edge.venue}), owners=[], accounts=[],
+            summary=summary, params=self.params(),
             metrics={"distance_bps": round(f.distance_bps, 6), "distance_after_bps": round(f.after_bps, 6),
                      "peak_distance_bps": round(pk.distance_bps, 6), "peak_ts_ns": pk.ts_ns,
                      "side": "above" if f.above else "below", "reference_kind": kind,
                      "reference_venue": f.edge.venue, "reference_price": f.edge.price,
                      "band_low": min(f.edge.price, f.other.price), "band_high": max(f.edge.price, f.other.price),
+                     "venue_observations_after": f.seen_after, "venue_observations_at_its_level": f.near_after,
                      "trades": b.count, "duration_s": round((b.last.ts_ns - f.ts_ns) / 1e9, 3)},
         )

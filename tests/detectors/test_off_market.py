@@ -2,6 +2,7 @@ import pickle
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from detectors.off_market import OffMarket
@@ -10,26 +11,45 @@ from tests.conftest import events, market
 
 
 def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
-    """The generic market plus REFX quotes around REFX's prices and three SHARED prints 1.2% off, then one 0.9% under.
+    """The generic market thinned to one trade in twelve, REFX quoting every 4 s around its latest price, and four
+    odd SHARED prints in BTC/USDT: three 1.2-1.3% above the market within 10 s (one burst), one 0.9% under it later.
 
-    The generic market's REFX dislocations (t=300-360 s, 1200-1240 s) show up too, as off-market bursts.
+    The generic market's REFX dislocations (t=300-360 s, 1200-1240 s) may show up too where the thinned
+    SHARED tape is too sparse to tell which venue moved.
     """
-    m = market(seed=seed, seconds=seconds)
-    refx = m.filter(pa.compute.equal(m.column("venue"), "REFX"))
-    p = refx.column("price").to_numpy()
-    n = refx.num_rows
-    quotes = events(ts=refx.column("ts").cast(pa.int64()).to_numpy() / 1e9 + 0.001, kind=["quote"] * n, venue=["REFX"] * n,
-                    instrument=refx.column("instrument").to_pylist(), bid=np.round(p * (1 - 3e-4), 2),
-                    ask=np.round(p * (1 + 3e-4), 2), bid_qty=[1.0] * n, ask_qty=[1.0] * n, src=pa.array([1] * n, pa.int32()))
-    shared = m.filter(pa.compute.and_(pa.compute.equal(m.column("venue"), "SHARED"),
-                                      pa.compute.equal(m.column("instrument"), "BTC/USDT")))
+    full = market(seed=seed, seconds=seconds)
+    m = full.filter(pa.array(np.arange(full.num_rows) % 12 == 0))  # small, so that batch size 1 stays fast
+    q_ts, q_inst, q_px = [], [], []
+    for k, inst in enumerate(("BTC/USDT", "ETH/USDT")):
+        refx = full.filter(pc.and_(pc.equal(full.column("venue"), "REFX"), pc.equal(full.column("instrument"), inst)))
+        grid = np.arange(2.0 + k, seconds - 1, 4.0)
+        idx = np.searchsorted(refx.column("ts").cast(pa.int64()).to_numpy() / 1e9, grid) - 1
+        q_ts += grid[idx >= 0].tolist()
+        q_inst += [inst] * int((idx >= 0).sum())
+        q_px += refx.column("price").to_numpy()[idx[idx >= 0]].tolist()
+    p, n = np.array(q_px), len(q_px)
+    quotes = events(ts=q_ts, kind=["quote"] * n, venue=["REFX"] * n, instrument=q_inst,
+                    bid=np.round(p * (1 - 3e-4), 2), ask=np.round(p * (1 + 3e-4), 2), bid_qty=[1.0] * n,
+                    ask_qty=[1.0] * n, src=pa.array([1] * n, pa.int32()))
+    shared = m.filter(pc.and_(pc.equal(m.column("venue"), "SHARED"), pc.equal(m.column("instrument"), "BTC/USDT")))
     sts = shared.column("ts").cast(pa.int64()).to_numpy() / 1e9
-    ref = lambda t: float(shared.column("price")[int(np.searchsorted(sts, t))].as_py())  # noqa: E731
     at = [900.2, 903.7, 910.1, 1500.3]
-    px = [round(ref(t) * f, 2) for t, f in zip(at, (1.012, 1.013, 1.012, 0.991))]
-    bad = events(ts=at, kind=["trade"] * 4, venue=["SHARED"] * 4, instrument=["BTC/USDT"] * 4, price=px, qty=[5.0] * 4,
-                 side=["buy", "buy", "buy", "sell"], trade_id=[f"X{i}" for i in range(4)], src=pa.array([2] * 4, pa.int32()))
-    return sort_events(pa.concat_tables([m, quotes, bad]))
+    px = [round(shared.column("price")[int(np.searchsorted(sts, t))].as_py() * f, 2)
+          for t, f in zip(at, (1.012, 1.013, 1.012, 0.991))]
+    odd = events(ts=at, kind=["trade"] * 4, venue=["SHARED"] * 4, instrument=["BTC/USDT"] * 4, price=px, qty=[5.0] * 4,
+                 side=["buy", "buy", "buy", "sell"], trade_id=[f"X{i}" for i in range(4)],
+                 src=pa.array([2] * 4, pa.int32()))
+    # both instruments print on both venues in the last second, so every run ends with the same keys
+    # live (the state-size contract compares a short and a long run's final states)
+    last = {i: m.filter(pc.equal(m.column("instrument"), i)).column("price")[-1].as_py()
+            for i in ("BTC/USDT", "ETH/USDT")}
+    end = events(ts=[seconds - 0.9, seconds - 0.8, seconds - 0.7] * 2, kind=["quote", "trade", "trade"] * 2,
+                 venue=["REFX", "REFX", "SHARED"] * 2, instrument=[i for i in last for _ in range(3)],
+                 bid=[last[i] - 0.01 if k == 0 else None for i in last for k in range(3)],
+                 ask=[last[i] + 0.01 if k == 0 else None for i in last for k in range(3)],
+                 price=[None if k == 0 else last[i] for i in last for k in range(3)],
+                 qty=[None, 1.0, 1.0] * 2, trade_id=[f"E{j}" for j in range(6)], src=pa.array([3] * 6, pa.int32()))
+    return sort_events(pa.concat_tables([m, quotes, odd, end]))
 
 
 def tape(rows):
@@ -40,8 +60,9 @@ def tape(rows):
         price.append(p if k == "trade" else None)
         bid.append(p[0] if k == "quote" else None), ask.append(p[1] if k == "quote" else None)
     n = len(ts)
-    return events(ts=ts, kind=kind, venue=venue, instrument=["X"] * n, price=price, qty=[1.0 if k == "trade" else None for k in kind],
-                  bid=bid, ask=ask, trade_id=[f"t{i}" if k == "trade" else None for i, k in enumerate(kind)])
+    return events(ts=ts, kind=kind, venue=venue, instrument=["X"] * n, price=price,
+                  qty=[1.0 if k == "trade" else None for k in kind], bid=bid, ask=ask,
+                  trade_id=[f"t{i}" if k == "trade" else None for i, k in enumerate(kind)])
 
 
 def run(det, table, batch=None):
@@ -81,7 +102,8 @@ def test_below_the_best_bid_by_just_over_the_band_fires_just_under_does_not(bps,
 
 def test_trade_through_on_the_shared_book_names_the_quote_it_went_through():
     [a] = run(OffMarket(), with_trade(5.2, "SHARED", 101.40))
-    assert "SHARED trade t" in a.summary and "at 101.40 is 89.6 bps above the best offer across venues (REFX ask 100.50)" in a.summary
+    assert "SHARED trade t" in a.summary
+    assert "at 101.40 is 89.6 bps above the best offer across venues (REFX ask 100.50)" in a.summary
     assert "trade-through" in a.summary and a.metrics["reference_kind"] == "trade-through"
     kinds = a.evidence.column("kind").to_pylist()
     assert kinds.count("trade") == 1 and "quote" in kinds and a.venues == ["REFX", "SHARED"]
@@ -96,15 +118,15 @@ def test_a_stale_reference_is_ignored():
 
 def test_a_venue_without_quotes_is_referenced_by_the_median_of_its_recent_trades():
     # both venues trade every second at 100; SHARED prints once at 100.9
-    rows = [(t + dt, v, "trade", 100.0) for t in range(10) for v, dt in (("REFX", 0.0), ("SHARED", 0.5))]
+    rows = [(t + dt, v, "trade", 100.0) for t in range(12) for v, dt in (("REFX", 0.0), ("SHARED", 0.5))]
     rows = sorted([r for r in rows if r[0] != 5.5] + [(5.5, "SHARED", "trade", 100.9)], key=lambda r: r[0])
     [a] = run(OffMarket(), tape(rows))
     assert a.metrics["reference_kind"] == "off-market" and "(REFX recent-trade price 100.00)" in a.summary
     assert a.metrics["distance_bps"] == pytest.approx(90.0) and a.venues == ["REFX", "SHARED"]
-    # even without the confirmation window, the median keeps the odd print from framing REFX's next trade ...
-    assert [x.metrics["reference_venue"] for x in run(OffMarket(confirm_ms=0), tape(rows))] == ["REFX"]
-    # ... which SHARED's last print alone would
-    assert {x.metrics["reference_venue"] for x in run(OffMarket(confirm_ms=0, ref_trades=1), tape(rows))} == {"REFX", "SHARED"}
+    # REFX then prints 100.9 too: against SHARED's median it is off-market, against SHARED's last print it is not
+    rows = sorted([r for r in rows if r[:2] != (6.0, "REFX")] + [(6.0, "REFX", "trade", 100.9)], key=lambda r: r[0])
+    assert sorted(a.metrics["reference_venue"] for a in run(OffMarket(), tape(rows))) == ["REFX", "SHARED"]
+    assert [a.metrics["reference_venue"] for a in run(OffMarket(ref_trades=1), tape(rows))] == ["REFX"]
 
 
 def test_the_trades_own_venue_is_not_its_reference():
@@ -113,7 +135,8 @@ def test_the_trades_own_venue_is_not_its_reference():
 
 
 def test_between_crossed_other_venues_is_in_the_band():
-    quotes = [(t, v, "quote", q) for t in np.arange(0, 20, 0.5) for v, q in (("A", (100.0, 100.2)), ("B", (101.0, 101.2)))]
+    quotes = [(t, v, "quote", q) for t in np.arange(0, 20, 0.5)
+              for v, q in (("A", (100.0, 100.2)), ("B", (101.0, 101.2)))]
     assert run(OffMarket(), with_trade(5.2, "C", 100.6, quotes)) == []
     assert len(run(OffMarket(), with_trade(5.2, "C", 102.0, quotes))) == 1
 
@@ -129,22 +152,38 @@ def test_a_news_jump_that_moves_every_venue_is_not_off_market():
 
 
 def test_a_burst_on_one_venue_is_one_alert_revised_and_a_later_one_another():
-    trades = [(t, "SHARED", "trade", 101.5 + 0.1 * i) for i, t in enumerate((3.0, 4.0, 6.0))] + [(19.0, "SHARED", "trade", 101.5)]
+    # SHARED trades in line every second, with four odd prints in between: three within 4 s, one 12 s later
+    odd = {3.3: 101.5, 5.3: 101.7, 7.3: 101.6, 19.3: 101.5}
+    trades = [(t + 0.8, "SHARED", "trade", 100.2) for t in range(20)]
+    trades += [(t, "SHARED", "trade", p) for t, p in odd.items()]
     table = tape(sorted(QUOTES + trades, key=lambda r: r[0]))
     alerts = run(OffMarket(burst_gap_ms=5_000), table)
     first, second = sorted(alerts, key=lambda a: a.window_start_ns)
-    assert first.metrics["trades"] == 3 and first.window_end_ns == 6_000_000_000 and "3 off-market trades" in first.summary
+    assert first.metrics["trades"] == 3 and first.window_end_ns == 7_300_000_000
+    assert "3 off-market trades" in first.summary and "up to 119.4 bps" in first.summary
     assert first.metrics["peak_distance_bps"] == pytest.approx((101.7 / 100.5 - 1) * 1e4)
-    assert second.metrics["trades"] == 1
-    assert {a.alert_id: a.summary for a in run(OffMarket(burst_gap_ms=5_000), table, batch=1)} == \
-        {a.alert_id: a.summary for a in alerts}
+    assert second.metrics["trades"] == 1 and second.window_start_ns == 19_300_000_000
+    for batch in (1, 3, 7):  # trades confirmed, and bursts grown, across batches
+        got = run(OffMarket(burst_gap_ms=5_000), table, batch=batch)
+        assert {a.alert_id: (a.summary, a.evidence.num_rows) for a in got} == \
+            {a.alert_id: (a.summary, a.evidence.num_rows) for a in alerts}
+
+
+def test_a_venue_moving_as_a_whole_is_a_dislocation_not_off_market_prints():
+    # SHARED trades 1.5% above REFX's quotes from t=5 on: every print goes through REFX's offer,
+    # but SHARED's own market is there too (before and after each print): price_dislocation's case
+    trades = [(t + 0.8, "SHARED", "trade", 100.2 if t < 5 else 101.8) for t in range(20)]
+    assert run(OffMarket(), tape(sorted(QUOTES + trades, key=lambda r: r[0]))) == []
+    # so is a spike that outlasts the confirmation window (5 s): the venue moved, briefly
+    trades = [(t / 2, "SHARED", "trade", 101.8 if 5 <= t / 2 < 10 else 100.2) for t in range(40)]
+    assert run(OffMarket(), tape(sorted(QUOTES + trades, key=lambda r: r[0]))) == []
 
 
 def test_the_verdict_waits_for_the_confirmation_window_and_flush_gives_it():
     det = OffMarket(confirm_ms=2_000)
     st = det.new_state()
     table = det.select(with_trade(5.2, "SHARED", 102.0))
-    head = table.filter(pa.compute.less_equal(table.column("ts"), pa.scalar(7_000_000_000, pa.timestamp("ns", "UTC"))))
+    head = table.filter(pc.less_equal(table.column("ts"), pa.scalar(7_000_000_000, pa.timestamp("ns", "UTC"))))
     assert det.update(st, head) == [] and len(st.pending) == 1
     assert not det.is_idle(st, 7_000_000_000)
     st2 = pickle.loads(pickle.dumps(st))
@@ -154,10 +193,10 @@ def test_the_verdict_waits_for_the_confirmation_window_and_flush_gives_it():
 
 
 def test_idle_only_when_nothing_could_change_a_later_alert():
-    det = OffMarket(max_staleness_ms=5_000, burst_gap_ms=10_000)
+    det = OffMarket(max_staleness_ms=5_000, burst_gap_ms=10_000, level_lookback_ms=8_000)
     st = det.new_state()
-    run_rows = det.select(with_trade(5.2, "SHARED", 102.0))
-    det.update(st, run_rows)
-    last_quote = 19_500_000_000
+    det.update(st, det.select(with_trade(5.2, "SHARED", 102.0)))
+    last_quote = 19_500_000_000  # the burst (5.2 s) could take no trade after 15.2 s
     assert not det.is_idle(st, last_quote + 4_000_000_000)  # REFX's quote could still be a reference
-    assert det.is_idle(st, last_quote + 5_000_000_001)
+    assert not det.is_idle(st, last_quote + 7_000_000_000)  # ... or set REFX's own level
+    assert det.is_idle(st, last_quote + 8_000_000_001)
