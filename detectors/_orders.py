@@ -1,0 +1,347 @@
+"""Per-owner open-order books shared by the order-pattern detectors (spoofing, layering).
+
+Both patterns have one shape: an owner rests orders on one side of an instrument's book,
+trades on the *other* side while they rest, then cancels them unfilled.  Per instrument (the
+detectors' key) this keeps, per venue, the touch (last trade price) and the typical traded
+size (rolling median of recent trades); per owner, its resting orders placed within the
+window and at most one open *episode* per side: the orders an opposite-side execution of
+the owner linked.  A subclass classifies orders (``_track``), picks the orders an execution
+links (``_candidates``), says when an episode alerts (``_ready``) and how it reads (``_alert``).
+
+Every piece of state expires by event time as rows are read, so a state untouched past
+``horizon_ns`` reads the next rows exactly as a new one would: that makes ``is_idle`` safe.
+Rows are read once per batch with ``to_rows``; the few kept as evidence are those dicts
+(plain values: nothing pins a batch), turned back into Arrow on alert.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detectors.base import Detector
+from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, evidence_id
+from surveil.schemas import Action, Kind, Side, to_rows
+
+MS = 1_000_000
+TOUCH_MAX_AGE_NS = 60_000 * MS  # an older last price is no longer "the touch"
+MIN_TYPICAL_SAMPLES = 20  # trades before a venue's typical size is trusted
+MAX_TYPICAL_SAMPLES = 1_000  # bounds the median's cost on busy venues
+SIDE_SPAN_NS = 10_000 * MS  # one-sidedness is judged over at least this much placing
+MAX_EXEC_EVIDENCE = 20  # executions kept per episode (the summary still counts them all)
+# The evidence columns (instrument is the key) and what the loop needs: few, as ``to_rows``
+# is the loop's main cost.
+ROW_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ("leaves_qty", "buy_order_id", "sell_order_id")
+BUY, SELL = Side.BUY.value, Side.SELL.value
+OPPOSITE = {BUY: SELL, SELL: BUY}
+_ORDER = Kind.ORDER.value
+_NEW, _AMEND, _FILL = Action.NEW.value, Action.AMEND.value, Action.FILL.value
+_CLOSING = {Action.CANCEL.value, Action.EXPIRE.value}
+_KINDS, _TRANSIENT_TIF, _MARKET = pa.array([_ORDER, Kind.TRADE.value]), pa.array(["ioc", "fok"]), pa.array(["market"])
+
+
+class RollingQuantile:
+    """Quantile of the values seen in the last ``window_ns`` (at most ``cap`` of them).
+
+    >>> r = RollingQuantile(10, cap=3)
+    >>> for t, x in enumerate([5.0, 1.0, 3.0, 9.0]): r.add(t, x)
+    >>> r.quantile(4), r.quantile(4, q=0.75), r.quantile(13), r.quantile(13, min_samples=2)  # at 13 only 9 is left
+    (3.0, 9.0, 9.0, None)
+    """
+
+    def __init__(self, window_ns: int, cap: int = MAX_TYPICAL_SAMPLES):
+        self.window_ns, self.cap = window_ns, cap
+        self.fifo: deque[tuple[int, float]] = deque()
+        self.sorted: list[float] = []
+
+    def add(self, ts: int, x: float) -> None:
+        self.fifo.append((ts, x))
+        bisect.insort(self.sorted, x)
+        if len(self.fifo) > self.cap:
+            self._drop()
+
+    def _drop(self) -> None:
+        x = self.fifo.popleft()[1]
+        del self.sorted[bisect.bisect_left(self.sorted, x)]
+
+    def quantile(self, now: int, q: float = 0.5, min_samples: int = 1) -> float | None:
+        while self.fifo and self.fifo[0][0] < now - self.window_ns:
+            self._drop()
+        n = len(self.sorted)
+        return self.sorted[min(int(n * q), n - 1)] if n >= min_samples else None
+
+
+@dataclass
+class Order:
+    row: dict  # the order's `new` event
+    side: str
+    price: float
+    qty: float
+    new_ns: int
+    filled: float = 0.0
+    distance: float | None = None  # bps behind the touch when placed (or amended)
+    near: bool = False  # distance within max_distance_bps
+    multiple: float = 0.0  # qty / the venue's typical traded size
+
+    @property
+    def open(self) -> float:
+        return self.qty - self.filled
+
+
+@dataclass
+class Episode:  # orders on one side linked to the owner's executions on the other side
+    side: str
+    start_ns: int
+    first_exec_ns: int
+    opening: list[str]
+    open: dict[str, Order] = field(default_factory=dict)  # linked orders still resting
+    orders: list[Order] = field(default_factory=list)  # every linked order, in linking order
+    execs: list[dict] = field(default_factory=list)
+    n_execs: int = 0
+    cancels: list[dict] = field(default_factory=list)  # linked orders cancelled in time, unfilled
+
+
+@dataclass
+class OwnerBook:
+    sizes: RollingQuantile  # the owner's usual order sizes (spoofing)
+    orders: dict[str, Order] = field(default_factory=dict)
+    marked: set = field(default_factory=set)  # ids of orders the subclass marked as candidates
+    placed: dict = field(default_factory=lambda: {BUY: deque(), SELL: deque()})  # new_ns of orders placed in the window
+    open_total: float = 0.0  # open quantity over `orders`, kept as they change
+    episodes: dict[str, Episode] = field(default_factory=dict)  # side -> open episode
+
+
+@dataclass
+class BookState:
+    last_ns: int = 0
+    sweep_ns: int = 0
+    touch: dict[str, tuple[int, float]] = field(default_factory=dict)  # venue -> (ts, price)
+    typical: dict[str, RollingQuantile] = field(default_factory=dict)  # venue -> traded sizes
+    owners: dict[str, OwnerBook] = field(default_factory=dict)
+    expiry: deque = field(default_factory=deque)  # (new_ns, owner, order_id, side) in placing order
+
+
+class OrderPatternDetector(Detector):
+    """The loop over an instrument's resting orders and trades; subclasses add the pattern."""
+
+    key_columns = ("instrument",)
+    # set by subclasses' __init__
+    max_cancel_ms: int
+    max_distance_bps: float
+    max_fill_share: float
+    min_side_ratio: float
+    typical_window_ms: int
+
+    # -- hooks: classify a new or amended order (mark candidates in ``book.marked``); the
+    # orders on ``side`` an execution by order ``executing`` links; when and how to alert.
+    def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None: ...
+
+    def _candidates(self, state: BookState, book: OwnerBook, side: str, executing: str | None) -> list[Order]: ...
+
+    def _ready(self, ep: Episode) -> bool: ...
+
+    def _alert(self, ep: Episode, owner: str, instrument: str, end_ns: int) -> Alert: ...
+
+    # -- contract ---------------------------------------------------------------------------
+    def select(self, events: pa.Table) -> pa.Table:
+        """Resting orders' events and the trades of owners' books.
+
+        IOC/FOK and market orders never rest, so cannot be placed to be cancelled: dropped here
+        (half the order events).  Public tapes and quotes carry no owners and are other books
+        (REFX can sit 100 bps off SHARED): the touch comes from the order's own venue's trades.
+        """
+        # is_in rather than equal: it never yields null, so no fill_null is needed
+        has_owner = pc.is_valid(pc.coalesce(events.column("owner"), events.column("buy_owner"),
+                                            events.column("sell_owner")))
+        keep = pc.and_(pc.is_in(events.column("kind"), _KINDS), has_owner)
+        transient = pc.or_(pc.is_in(events.column("time_in_force"), _TRANSIENT_TIF),
+                           pc.is_in(events.column("order_type"), _MARKET))
+        return events.filter(pc.and_not(keep, transient))
+
+    def new_state(self) -> BookState:
+        return BookState()
+
+    def horizon_ns(self) -> int:
+        return max(self.max_cancel_ms * MS, self.typical_window_ms * MS, TOUCH_MAX_AGE_NS)
+
+    def is_idle(self, state: BookState, now_ns: int) -> bool:
+        # Past the horizon every order, episode, size and touch has expired.
+        return now_ns - state.last_ns > self.horizon_ns()
+
+    def update(self, state: BookState, events: pa.Table) -> list[Alert]:
+        if events.num_rows == 0:
+            return []
+        instrument = events.column("instrument")[0].as_py()
+        out: dict[str, Alert] = {}
+        window = self.max_cancel_ms * MS
+        for r in to_rows(events.select(list(ROW_COLUMNS))):
+            ts = state.last_ns = r["ts"]
+            if state.expiry and state.expiry[0][0] < ts - window:
+                self._expire(state, ts - window)
+            if r["kind"] == _ORDER:
+                a = self._order(state, r, ts, instrument)
+                if a is not None:
+                    out[a.alert_id] = a
+                continue
+            if r["price"] and r["qty"]:
+                state.touch[r["venue"]] = (ts, r["price"])
+                if r["venue"] not in state.typical:
+                    state.typical[r["venue"]] = RollingQuantile(self.typical_window_ms * MS)
+                state.typical[r["venue"]].add(ts, r["qty"])
+            self._trade(state, r, ts)
+        if state.last_ns >= state.sweep_ns:
+            self._sweep(state)
+        return list(out.values())
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    def typical_size(self, state: BookState, venue: str, ts: int) -> float | None:
+        typ = state.typical.get(venue)
+        return typ.quantile(ts, min_samples=MIN_TYPICAL_SAMPLES) if typ is not None else None
+
+    @staticmethod
+    def other_qty(book: OwnerBook, orders: list[Order], executing: str | None) -> float:
+        """Open quantity the owner rests besides ``orders`` and the executing order: a market
+        maker's odd large quote sits among many, a spoofer's orders stand (nearly) alone."""
+        ex = book.orders.get(executing) if executing is not None else None
+        rest = book.open_total - sum(o.open for o in orders) - (ex.open if ex is not None else 0.0)
+        return max(rest, 0.0)  # running sums may round a hair below zero
+
+    def one_sided(self, book: OwnerBook, side: str, orders: list[Order], executing: str | None, now: int) -> bool:
+        """Since the first of ``orders`` went in (looking back ``SIDE_SPAN_NS`` at least), the owner
+        placed ``min_side_ratio`` × more orders on ``side`` than on the other.  A market maker
+        keeps quoting both sides, even if a burst of its fills leans one way for a moment; a
+        spoofer builds one side, then trades.  The executing order counts if it went in before or
+        with the first (a two-sided quote), not after (the spoofer's sale).
+        """
+        t0 = min(o.new_ns for o in orders)
+        since = min(t0, now - SIDE_SPAN_NS)
+        on, off = book.placed[side], book.placed[OPPOSITE[side]]
+        n_off = len(off) - bisect.bisect_left(off, since)
+        ex = book.orders.get(executing) if executing is not None else None
+        n_off -= ex is not None and ex.side != side and ex.new_ns > t0
+        return len(on) - bisect.bisect_left(on, since) >= self.min_side_ratio * n_off
+
+    def build(self, ep: Episode, owner: str, instrument: str, end_ns: int, **kw) -> Alert:
+        rows = sorted([o.row for o in ep.orders] + ep.execs + ep.cancels,
+                      key=lambda r: (r["ts"], r["src"] or 0, r["src_seq"] or 0))
+        evidence = pa.Table.from_pylist([{**r, "instrument": instrument} for r in rows], schema=EVIDENCE_SCHEMA)
+        return Alert.build(detector=self.name, version=self.version, key=f"{owner}|{instrument}",
+                           window_start_ns=ep.start_ns, window_end_ns=end_ns, opening_evidence=ep.opening,
+                           evidence=evidence, instrument=instrument, params=self.params(), **kw)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _order(self, state: BookState, r: dict, ts: int, instrument: str) -> Alert | None:
+        owner, oid, action = r["owner"], r["order_id"], r["action"]
+        book = state.owners.get(owner)
+        if action == _NEW:
+            if r["price"] is None or r["side"] not in OPPOSITE or not r["qty"]:
+                return None
+            if book is not None and oid in book.orders:  # a repeated `new`: start the order afresh
+                self._close(book, oid)
+            if book is None:
+                book = state.owners[owner] = OwnerBook(RollingQuantile(self.typical_window_ms * MS, cap=50))
+            order = book.orders[oid] = Order(r, r["side"], r["price"], r["qty"], ts)
+            book.open_total += order.qty
+            book.placed[order.side].append(ts)
+            self._place(state, book, order, oid, ts, True)
+            state.expiry.append((ts, owner, oid, order.side))
+            return None
+        order = book.orders.get(oid) if book is not None else None
+        if order is None:
+            return None
+        if action == _AMEND:
+            book.open_total -= order.open
+            order.price = r["price"] if r["price"] is not None else order.price
+            order.qty = r["qty"] or order.qty
+            book.open_total += order.open
+            self._place(state, book, order, oid, ts, False)
+        elif action == _FILL:
+            order.filled += r["qty"] or 0.0
+            book.open_total -= r["qty"] or 0.0
+            if r["leaves_qty"] is not None and r["leaves_qty"] <= 0:
+                self._close(book, oid)
+        elif action in _CLOSING:
+            in_time = ts - order.new_ns <= self.max_cancel_ms * MS
+            unfilled = order.filled <= self.max_fill_share * order.qty
+            return self._close(book, oid, r if in_time and unfilled else None, owner, instrument, ts)
+        else:  # reject
+            self._close(book, oid)
+        return None
+
+    def _place(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
+        t = state.touch.get(order.row["venue"])
+        if t is None or ts - t[0] > TOUCH_MAX_AGE_NS:
+            order.distance, order.near = None, False
+        else:
+            behind = t[1] - order.price if order.side == BUY else order.price - t[1]
+            order.distance = behind / t[1] * 1e4  # negative when the order crosses the last price
+            order.near = order.distance <= self.max_distance_bps
+        book.marked.discard(oid)
+        self._track(state, book, order, oid, ts, new)
+
+    def _close(self, book: OwnerBook, oid: str, cancel: dict | None = None, owner: str = "",
+               instrument: str = "", ts: int = 0) -> Alert | None:
+        order = book.orders.pop(oid)
+        book.marked.discard(oid)
+        book.open_total -= order.open
+        ep = book.episodes.get(order.side)
+        if ep is None or oid not in ep.open:
+            return None
+        del ep.open[oid]
+        alert = None
+        if cancel is not None:
+            ep.cancels.append(cancel)
+            if self._ready(ep):
+                alert = self._alert(ep, owner, instrument, ts)
+        if not ep.open:
+            del book.episodes[order.side]
+        return alert
+
+    def _trade(self, state: BookState, r: dict, ts: int) -> None:
+        buyer, seller = r["buy_owner"], r["sell_owner"]
+        if buyer == seller:  # a self-match is a wash trade, not a trade against the book
+            return
+        for owner, side, own_order in ((buyer, BUY, r["buy_order_id"]), (seller, SELL, r["sell_order_id"])):
+            book = state.owners.get(owner) if owner else None
+            if book is None or not book.marked:
+                continue
+            resting = OPPOSITE[side]
+            cands = self._candidates(state, book, resting, own_order)
+            if not cands:
+                continue
+            ep = book.episodes.get(resting)
+            # An episode links executions for one window after its first: orders placed later
+            # start a new one, so an owner who never stops cannot grow one without bound.
+            if ep is None or ts - ep.first_exec_ns > self.max_cancel_ms * MS:
+                ep = book.episodes[resting] = Episode(
+                    resting, min(o.new_ns for o in cands), ts,
+                    sorted(evidence_id(o.row) for o in cands) + [evidence_id(r)])
+            for o in cands:
+                oid = o.row["order_id"]
+                if oid not in ep.open:
+                    ep.open[oid] = o
+                    ep.orders.append(o)
+            ep.n_execs += 1
+            if len(ep.execs) < MAX_EXEC_EVIDENCE:
+                ep.execs.append(r)
+
+    def _expire(self, state: BookState, oldest_ns: int) -> None:
+        """Drop orders placed before ``oldest_ns``: too old to be cancelled in time."""
+        exp = state.expiry
+        while exp and exp[0][0] < oldest_ns:
+            _, owner, oid, side = exp.popleft()
+            book = state.owners[owner]  # an owner with orders placed in the window is never swept
+            book.placed[side].popleft()  # placing order is time order on each side too
+            if oid in book.orders and book.orders[oid].new_ns < oldest_ns:
+                self._close(book, oid)
+
+    def _sweep(self, state: BookState) -> None:
+        """Forget owners with nothing left (memory only: such an owner reads as a new one)."""
+        now = state.last_ns
+        for owner in [o for o, b in state.owners.items()
+                      if not any(b.placed.values()) and not b.episodes and b.sizes.quantile(now) is None]:
+            del state.owners[owner]
+        state.sweep_ns = now + self.max_cancel_ms * MS // 2

@@ -1,0 +1,133 @@
+"""Layering: a ladder of orders on one side, an execution on the other, then most are cancelled.
+
+The multi-level variant of spoofing: the owner rests orders on at least ``min_levels``
+distinct price levels within ``max_distance_bps`` of the touch, together at least
+``min_total_multiple`` × the venue's typical traded size; while they rest the *same owner*
+(any account, either platform) trades on the opposite side; then at least
+``min_cancel_share`` of the ladder's orders are cancelled within ``max_cancel_ms`` of being
+placed, each at most ``max_fill_share`` filled.  The alert comes at the cancel that reaches
+the share and is revised (same id) as the rest of the ladder is cancelled.
+
+A market maker also rests orders on many levels and cancels most of them, but it keeps
+quoting both sides: since the ladder's first order the owner must have placed
+``min_side_ratio`` × more orders on the ladder's side than on the other, and the ladder must
+outweigh the rest of what it rests (the executing order aside).  With one or two levels
+the pattern is spoofing (``detectors/spoofing.py``, whose ``max_levels`` is 2 by default).
+
+>>> import pyarrow as pa
+>>> from surveil.schemas import EVENT_SCHEMA
+>>> n, s = 30, 10**9  # background: 30 trades of size 1 at 100 set the typical size and the touch
+>>> rows = [dict(ts=i * s, kind="trade", price=100.0, qty=1.0, buy_owner="MM", sell_owner="X") for i in range(n)]
+>>> rows += [dict(ts=(40 + k) * s, kind="order", action="new", order_id=f"L{k}", side="buy", price=99.99 - k / 100,
+...               qty=1.0, owner="O1", account="OV-1", platform="OVSAFF") for k in range(3)]
+>>> rows += [dict(ts=45 * s, kind="trade", trade_id="t1", price=100.0, qty=0.5, buy_owner="MM", sell_owner="O1",
+...               sell_account="HK-1", sell_platform="HKVATP")]
+>>> rows += [dict(ts=(46 + k) * s, kind="order", action="cancel", order_id=f"L{k}", side="buy", price=99.99 - k / 100,
+...               qty=1.0, owner="O1", account="OV-1", platform="OVSAFF") for k in range(3)]
+>>> t = pa.Table.from_pylist([dict(r, venue="SHARED", instrument="BTC/USDT") for r in rows], schema=EVENT_SCHEMA)
+>>> d = Layering()
+>>> [a.summary for a in d.update(d.new_state(), d.select(t))]  # doctest: +NORMALIZE_WHITESPACE
+['O1 layered BTC/USDT on SHARED: 3 buy orders on 3 levels (99.97-99.99, total 3 = 3x typical 1) on OVSAFF
+  (OV-1), sold 0.5 on HKVATP (HK-1) 5.0s after the first, cancelled 3 of 3 within 6.0s; cross-platform']
+"""
+from __future__ import annotations
+
+from detectors._orders import OPPOSITE, BookState, Episode, Order, OrderPatternDetector, OwnerBook
+from surveil.alerts import Alert, Severity
+
+
+class Layering(OrderPatternDetector):
+    name = "layering"
+    version = "1.0"
+    description = ("Orders on several price levels on one side, an execution by the same owner (any account, "
+                   "either platform) on the other side while they rest, then most of them cancelled unfilled.")
+    param_docs = {
+        "min_levels": ("price levels", "distinct price levels the ladder needs on one side"),
+        "min_cancel_share": ("share of orders", "share of the ladder's orders cancelled in time, unfilled"),
+        "max_distance_bps": ("bps", "orders count in the ladder only this close to the touch (last trade)"),
+        "max_cancel_ms": ("ms", "an order is cancelled within this time of being placed; also the window an "
+                                "order is remembered"),
+        "max_fill_share": ("share of qty", "a cancelled order filled more than this was bona fide"),
+        "min_total_multiple": ("x typical size", "the ladder's open quantity over the venue's typical traded size"),
+        "min_side_ratio": ("ratio", "since the ladder's first order the owner placed this many times more orders "
+                                    "on the ladder's side than on the other (the executing order aside)"),
+        "typical_window_ms": ("ms", "how far back the typical traded size is measured"),
+    }
+
+    def __init__(self, min_levels: int = 3, min_cancel_share: float = 0.6, max_distance_bps: float = 10.0,
+                 max_cancel_ms: int = 60_000, max_fill_share: float = 0.2, min_total_multiple: float = 2.0,
+                 min_side_ratio: float = 3.0, typical_window_ms: int = 300_000):
+        if min_levels < 2 or not 0 < min_cancel_share <= 1 or not 0 <= max_fill_share < 1:
+            raise ValueError("min_levels must be >= 2, min_cancel_share in (0, 1], max_fill_share in [0, 1)")
+        if max_distance_bps < 0 or max_cancel_ms <= 0 or typical_window_ms <= 0 or min_total_multiple < 0 \
+                or min_side_ratio < 0:
+            raise ValueError("max_distance_bps, min_total_multiple and min_side_ratio must be >= 0, "
+                             "max_cancel_ms and typical_window_ms > 0")
+        self.min_levels = int(min_levels)
+        self.min_cancel_share = float(min_cancel_share)
+        self.max_distance_bps = float(max_distance_bps)
+        self.max_cancel_ms = int(max_cancel_ms)
+        self.max_fill_share = float(max_fill_share)
+        self.min_total_multiple = float(min_total_multiple)
+        self.min_side_ratio = float(min_side_ratio)
+        self.typical_window_ms = int(typical_window_ms)
+
+    def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
+        if order.near:
+            book.marked.add(oid)
+
+    def _candidates(self, state: BookState, book: OwnerBook, side: str, executing: str | None) -> list[Order]:
+        # sorted: a set's order varies between processes, and float sums must not
+        ladder = sorted((book.orders[i] for i in book.marked if book.orders[i].side == side),
+                        key=lambda o: (o.new_ns, o.row["order_id"]))
+        if len({o.price for o in ladder}) < self.min_levels:
+            return []
+        typical = self.typical_size(state, ladder[0].row["venue"], state.last_ns)
+        total = sum(o.open for o in ladder)
+        if typical is None or total < self.min_total_multiple * typical:
+            return []
+        # One-sided: the ladder outweighs the rest of what the owner rests, and since the
+        # ladder's first order the owner placed mostly on the ladder's side.
+        if total < self.other_qty(book, ladder, executing) \
+                or not self.one_sided(book, side, ladder, executing, state.last_ns):
+            return []
+        for o in ladder:
+            o.multiple = o.qty / typical
+        return ladder
+
+    def _ready(self, ep: Episode) -> bool:
+        return len(ep.cancels) >= 2 and len(ep.cancels) >= self.min_cancel_share * len(ep.orders)
+
+    def _alert(self, ep: Episode, owner: str, instrument: str, end_ns: int) -> Alert:
+        by_id = {o.row["order_id"]: o for o in ep.orders}
+        total = sum(o.qty for o in ep.orders)
+        typical = ep.orders[0].qty / ep.orders[0].multiple
+        prices = sorted({o.price for o in ep.orders})
+        places = sorted({(o.row["platform"] or "", o.row["account"] or "") for o in ep.orders})
+        ex = OPPOSITE[ep.side]
+        exec_places = sorted({(r[f"{ex}_platform"] or "", r[f"{ex}_account"] or "") for r in ep.execs})
+        exec_qty = sum(r["qty"] for r in ep.execs)
+        first_new = min(o.new_ns for o in ep.orders)
+        last_cancel = max(c["ts"] - by_id[c["order_id"]].new_ns for c in ep.cancels) / 1e9
+        share = len(ep.cancels) / len(ep.orders)
+        cross = {p for p, _ in places} != {p for p, _ in exec_places}
+        venues = sorted({o.row["venue"] for o in ep.orders} | {r["venue"] for r in ep.execs})
+
+        def where(ps):
+            return f"{'/'.join(sorted({p for p, _ in ps if p})) or '?'} ({', '.join(a for _, a in ps if a)})"
+        summary = (
+            f"{owner} layered {instrument} on {'/'.join(venues)}: {len(ep.orders)} {ep.side} orders on {len(prices)} "
+            f"levels ({prices[0]:.10g}-{prices[-1]:.10g}, total {total:.10g} = {total / typical:.0f}x typical "
+            f"{typical:.10g}) on "
+            f"{where(places)}, {'bought' if ex == 'buy' else 'sold'} {exec_qty:.10g} on {where(exec_places)} "
+            f"{(ep.first_exec_ns - first_new) / 1e9:.1f}s after the first, cancelled {len(ep.cancels)} of "
+            f"{len(ep.orders)} within {last_cancel:.1f}s" + ("; cross-platform" if cross else ""))
+        severity = (Severity.HIGH if len(prices) >= 5 or cross else
+                    Severity.MEDIUM if total >= 5 * typical else Severity.LOW)
+        return self.build(
+            ep, owner, instrument, end_ns, severity=severity, score=round(len(prices) * share, 6), venues=venues,
+            owners=[owner], accounts=sorted({a for _, a in places + exec_places if a}), summary=summary,
+            metrics={"orders": len(ep.orders), "levels": len(prices), "cancelled": len(ep.cancels),
+                     "cancel_share": round(share, 6), "total_qty": total, "typical_qty": typical,
+                     "executions": ep.n_execs, "exec_qty": exec_qty, "cross_platform": cross},
+        )

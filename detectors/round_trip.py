@@ -1,0 +1,204 @@
+"""Collusive round trips: two owners trade the same size back and forth at the same price.
+
+A sells to B, then B sells the same quantity back to A at about the same price (one round
+trip), and again: neither ends up with a position, yet volume prints.  Per pair of owners
+(any accounts, either platform) and instrument, the detector keeps the current *chain* of
+their trades: a trade extends it when it reverses the previous one (the previous buyer now
+sells) within ``window_ms``, at a price within ``max_price_diff_bps`` of it, keeping every
+size of the chain within ``max_size_diff_ratio`` of the largest.  A chain of n trades holds
+n // 2 round trips; from ``min_round_trips`` it alerts, revised (same id) as it grows.  Any
+other trade of the pair starts a new chain.
+
+The repetition is the evidence: two owners who happen to trade with each other repeatedly do
+so at sizes of their own, and one matching reversal is chance; owners who only trade in one
+direction never reverse.  Chance chains come mostly from a taker bouncing off one market
+maker's quotes, the maker resting in every trade, so a chain in which one owner rested
+throughout (or the aggressor is unknown) needs ``min_round_trips_one_maker``; colluders
+taking turns to rest and to hit need ``min_round_trips``.  Trades within one owner or one linked group
+are wash trades (``detectors/wash_trade.py``) and are left out here.
+
+>>> import pyarrow as pa
+>>> from surveil.schemas import EVENT_SCHEMA
+>>> legs = [("A", "B", 100.0, 1.0, "buy"), ("B", "A", 100.01, 1.02, "sell"), ("A", "B", 100.0, 0.99, "sell"),
+...         ("B", "A", 100.02, 1.0, "buy")]
+>>> rows = [dict(ts=i * 30 * 10**9, kind="trade", venue="SHARED", instrument="BTC/USDT", trade_id=f"t{i}", price=p,
+...              qty=q, side=a, sell_owner=s, buy_owner=b, sell_group=s, buy_group=b)
+...         for i, (s, b, p, q, a) in enumerate(legs)]
+>>> t = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+>>> d = RoundTrip()
+>>> [a.summary for a in d.update(d.new_state(), d.select(t))]  # doctest: +NORMALIZE_WHITESPACE
+['A and B traded BTC/USDT back and forth: 4 trades, 2 round trips in 90s on SHARED, 0.99-1.02 at 100-100.02
+  (each within 2.0 bps and 3% of the one before), both resting in turn; A sold 2 times, B sold 2 times']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detectors.base import Detector
+from surveil.alerts import EVIDENCE_SCHEMA, Alert, Severity, evidence_id
+from surveil.schemas import Kind, to_rows
+
+MS = 1_000_000
+MAX_EVIDENCE_LEGS = 50  # a chain's later trades still count, but its evidence stops growing
+# Trade columns of the evidence (order columns are null on trades); instrument is the key.
+ROW_COLUMNS = ("ts", "kind", "venue", "src", "src_seq", "trade_id", "side", "price", "qty", "buy_account",
+               "sell_account", "buy_platform", "sell_platform", "buy_owner", "sell_owner")
+
+
+@dataclass
+class _Chain:
+    first_ns: int
+    opening: str
+    last: dict  # the latest trade's row
+    rows: list[dict] = field(default_factory=list)  # evidence, up to MAX_EVIDENCE_LEGS
+    legs: int = 1
+    sold: dict = field(default_factory=dict)  # owner -> trades it sold in
+    makers: set = field(default_factory=set)  # owners that rested (were hit) in some trade
+    max_price_bps: float = 0.0
+    max_size_diff: float = 0.0
+    lo_px: float = 0.0
+    hi_px: float = 0.0
+    lo_qty: float = 0.0
+    hi_qty: float = 0.0
+
+
+@dataclass
+class RoundTripState:
+    last_ns: int = 0
+    sweep_ns: int = 0
+    chains: dict[tuple[str, str], _Chain] = field(default_factory=dict)  # (owner, owner) sorted -> chain
+
+
+def _maker(r: dict) -> str | None:
+    """The owner whose resting order the trade hit (None when the aggressor side is unknown)."""
+    side = r["side"]
+    return r["sell_owner"] if side == "buy" else r["buy_owner"] if side == "sell" else None
+
+
+class RoundTrip(Detector):
+    name = "round_trip"
+    version = "1.0"
+    key_columns = ("instrument",)
+    description = ("Two owners (of different groups) trade back and forth: A sells to B, B sells the same size "
+                   "back to A at about the same price, repeatedly.")
+    param_docs = {
+        "window_ms": ("ms", "a trade reverses the pair's previous one only this soon after it"),
+        "max_price_diff_bps": ("bps", "price difference between a trade and the one it reverses"),
+        "max_size_diff_ratio": ("share of the larger qty", "size difference between a trade and the one it reverses"),
+        "min_round_trips": ("round trips", "round trips in a row (a chain of n trades holds n // 2) before it "
+                                           "alerts, when each owner rested an order the other hit"),
+        "min_round_trips_one_maker": ("round trips", "round trips in a row before it alerts when one owner rested "
+                                                     "in every trade (or the aggressor is unknown)"),
+    }
+
+    def __init__(self, window_ms: int = 180_000, max_price_diff_bps: float = 15.0, max_size_diff_ratio: float = 0.25,
+                 min_round_trips: int = 2, min_round_trips_one_maker: int = 3):
+        if window_ms <= 0 or max_price_diff_bps < 0 or not 0 <= max_size_diff_ratio < 1:
+            raise ValueError("window_ms must be > 0, max_price_diff_bps >= 0, max_size_diff_ratio in [0, 1)")
+        if not 1 <= min_round_trips <= min_round_trips_one_maker:
+            raise ValueError("need 1 <= min_round_trips <= min_round_trips_one_maker")
+        self.window_ms = int(window_ms)
+        self.max_price_diff_bps = float(max_price_diff_bps)
+        self.max_size_diff_ratio = float(max_size_diff_ratio)
+        self.min_round_trips = int(min_round_trips)
+        self.min_round_trips_one_maker = int(min_round_trips_one_maker)
+
+    def select(self, events: pa.Table) -> pa.Table:
+        buyer, seller = events.column("buy_owner"), events.column("sell_owner")
+        both = pc.and_(pc.is_valid(buyer), pc.is_valid(seller))
+        # an owner without a group is its own group
+        apart = pc.not_equal(pc.coalesce(events.column("buy_group"), buyer),
+                             pc.coalesce(events.column("sell_group"), seller))
+        mask = pc.and_(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value), both), apart)
+        return events.filter(pc.fill_null(mask, False))
+
+    def new_state(self) -> RoundTripState:
+        return RoundTripState()
+
+    def is_idle(self, state: RoundTripState, now_ns: int) -> bool:
+        # No chain can be extended any more: a new state would read the next trades the same.
+        return now_ns - state.last_ns > self.window_ms * MS
+
+    def update(self, state: RoundTripState, events: pa.Table) -> list[Alert]:
+        if events.num_rows == 0:
+            return []
+        instrument = events.column("instrument")[0].as_py()
+        window = self.window_ms * MS
+        out: dict[str, Alert] = {}
+        for r in to_rows(events.select(list(ROW_COLUMNS))):
+            ts = state.last_ns = r["ts"]
+            if not r["price"] or not r["qty"]:
+                continue
+            b, s = r["buy_owner"], r["sell_owner"]
+            pair = (b, s) if b < s else (s, b)
+            ch = state.chains.get(pair)
+            gaps = self._reverses(ch, r, window) if ch is not None else None
+            if gaps is None:
+                state.chains[pair] = _Chain(ts, evidence_id(r), r, [r], sold={r["sell_owner"]: 1},
+                                            makers={_maker(r)}, lo_px=r["price"], hi_px=r["price"],
+                                            lo_qty=r["qty"], hi_qty=r["qty"])
+                continue
+            ch.last = r
+            ch.makers.add(_maker(r))
+            ch.legs += 1
+            ch.sold[r["sell_owner"]] = ch.sold.get(r["sell_owner"], 0) + 1
+            ch.max_price_bps, ch.max_size_diff = max(ch.max_price_bps, gaps[0]), max(ch.max_size_diff, gaps[1])
+            ch.lo_px, ch.hi_px = min(ch.lo_px, r["price"]), max(ch.hi_px, r["price"])
+            ch.lo_qty, ch.hi_qty = min(ch.lo_qty, r["qty"]), max(ch.hi_qty, r["qty"])
+            if len(ch.rows) < MAX_EVIDENCE_LEGS:
+                ch.rows.append(r)
+            # A taker bouncing off one market maker's quotes chains by chance far more often
+            # than two owners who take turns resting and hitting: it needs more evidence.
+            turns = len(ch.makers - {None}) == 2
+            if ch.legs // 2 >= (self.min_round_trips if turns else self.min_round_trips_one_maker):
+                a = self._alert(ch, pair, instrument, turns)
+                out[a.alert_id] = a
+        if state.last_ns >= state.sweep_ns:
+            # memory only: a chain past the window is replaced by the pair's next trade anyway
+            old = state.last_ns - window
+            state.chains = {k: c for k, c in state.chains.items() if c.last["ts"] >= old}
+            state.sweep_ns = state.last_ns + window // 4
+        return list(out.values())
+
+    def _reverses(self, ch: _Chain, r: dict, window: int) -> tuple[float, float] | None:
+        """(price gap bps, size gap) when ``r`` reverses the chain's last trade closely enough, else None.
+
+        The size is held to the whole chain (its smallest and largest trade), not only to the
+        last trade, so a chain cannot drift from one size to another a little at a time.
+        """
+        prev = ch.last
+        if r["sell_owner"] != prev["buy_owner"] or r["ts"] - prev["ts"] > window:
+            return None
+        price_bps = abs(r["price"] - prev["price"]) / prev["price"] * 1e4
+        hi, lo = max(ch.hi_qty, r["qty"]), min(ch.lo_qty, r["qty"])
+        if price_bps > self.max_price_diff_bps or (hi - lo) / hi > self.max_size_diff_ratio:
+            return None
+        return price_bps, abs(r["qty"] - prev["qty"]) / max(r["qty"], prev["qty"])
+
+    def _alert(self, ch: _Chain, pair: tuple[str, str], instrument: str, turns: bool) -> Alert:
+        a, b = pair
+        trips = ch.legs // 2
+        secs = (ch.last["ts"] - ch.first_ns) / 1e9
+        venues = sorted({r["venue"] for r in ch.rows})
+        accounts = sorted({x for r in ch.rows for x in (r["buy_account"], r["sell_account"]) if x})
+        sold = ", ".join(f"{o} sold {n} time{'s' if n > 1 else ''}" for o, n in sorted(ch.sold.items()))
+        summary = (f"{a} and {b} traded {instrument} back and forth: {ch.legs} trades, {trips} round trips in "
+                   f"{secs:.0f}s on {'/'.join(venues)}, {ch.lo_qty:.10g}-{ch.hi_qty:.10g} at "
+                   f"{ch.lo_px:.10g}-{ch.hi_px:.10g} "
+                   f"(each within {ch.max_price_bps:.1f} bps and {ch.max_size_diff:.0%} of the one before), "
+                   f"{'both resting in turn' if turns else 'one side resting throughout'}; {sold}")
+        notional = sum(r["price"] * r["qty"] for r in ch.rows)
+        severity = Severity.HIGH if trips >= 4 else Severity.MEDIUM if trips >= 3 or turns else Severity.LOW
+        evidence = pa.Table.from_pylist([{**r, "instrument": instrument} for r in ch.rows], schema=EVIDENCE_SCHEMA)
+        return Alert.build(
+            detector=self.name, version=self.version, key=f"{a}|{b}|{instrument}", window_start_ns=ch.first_ns,
+            window_end_ns=ch.last["ts"], opening_evidence=[ch.opening], evidence=evidence, severity=severity,
+            score=float(trips), instrument=instrument, venues=venues, owners=[a, b], accounts=accounts,
+            summary=summary, params=self.params(),
+            metrics={"trades": ch.legs, "round_trips": trips, "both_rested": turns, "duration_s": round(secs, 3),
+                     "max_price_diff_bps": round(ch.max_price_bps, 6), "max_size_diff": round(ch.max_size_diff, 6),
+                     "notional": round(notional, 8)},
+        )

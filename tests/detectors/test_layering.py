@@ -1,0 +1,144 @@
+"""Layering: thresholds either side, the cross-platform variant, look-alikes, and the contract market."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from detectors.layering import Layering
+from detectors.spoofing import Spoofing
+from tests.detectors.test_spoofing import INST, alerts_of, background, book, order, quotes, tape, trade
+
+
+def ladder_rows(t0: float = 40.0, levels: int = 4, qty: float = 1.0, side: str = "buy", tick: float = 0.01,
+                exec_after: float = 1.0, cancel_after: float = 5.0, cancelled: int | None = None, owner: str = "LY",
+                ladder_platform: str = "OVSAFF", exec_platform: str = "HKVATP", touch: float = 100.0,
+                per_level: int = 1) -> list[dict]:
+    """``levels`` price levels (``per_level`` orders each) behind the touch, the owner's opposite-side
+    execution, then ``cancelled`` of the orders cancelled (all by default), the rest filled."""
+    sign = -1 if side == "buy" else 1
+    ex_side = "sell" if side == "buy" else "buy"
+    ids = [(f"L{k}-{j}", touch + sign * tick * (k + 1)) for k in range(levels) for j in range(per_level)]
+    rows = [order(t0 + 0.05 * i, oid, owner, side, "new", px, qty, platform=ladder_platform)
+            for i, (oid, px) in enumerate(ids)]
+    buyer, seller = (owner, "CP") if ex_side == "buy" else ("CP", owner)
+    rows.append(trade(t0 + exec_after, "ex1", buyer, seller, touch, 0.5, aggressor=ex_side,
+                      buy_platform=exec_platform if ex_side == "buy" else "OVSAFF",
+                      sell_platform=exec_platform if ex_side == "sell" else "HKVATP"))
+    n_cancel = len(ids) if cancelled is None else cancelled
+    for i, (oid, px) in enumerate(ids):
+        t = t0 + cancel_after + 0.05 * i
+        if i < n_cancel:
+            rows.append(order(t, oid, owner, side, "cancel", px, qty, platform=ladder_platform))
+        else:  # hit in full by someone else
+            rows += [trade(t, f"f{oid}", *(("X", owner) if side == "sell" else (owner, "X")), px, qty),
+                     order(t, oid, owner, side, "fill", px, qty, platform=ladder_platform, leaves=0.0)]
+    return rows
+
+
+def test_cross_platform_ladder_alerts_once_with_every_order():
+    [a] = alerts_of(Layering(), tape() + ladder_rows())
+    assert a.owners == ["LY"] and a.accounts == ["HK-LY", "OV-LY"] and "cross-platform" in a.summary
+    assert a.metrics["levels"] == 4 and a.metrics["cancelled"] == 4 and a.metrics["cancel_share"] == 1.0
+    assert a.evidence.column("action").to_pylist().count("new") == 4
+    assert a.evidence.column("action").to_pylist().count("cancel") == 4
+    assert a.evidence.column("trade_id").to_pylist().count("ex1") == 1
+
+
+def test_sell_ladder_same_platform():
+    [a] = alerts_of(Layering(), tape() + ladder_rows(side="sell", exec_platform="OVSAFF"))
+    assert "4 sell orders on 4 levels" in a.summary and "bought 0.5" in a.summary and "cross-platform" not in a.summary
+
+
+@pytest.mark.parametrize("levels, fires", [(3, True), (2, False)])
+def test_min_levels_threshold(levels, fires):
+    assert bool(alerts_of(Layering(min_levels=3), tape() + ladder_rows(levels=levels, qty=2.0))) is fires
+
+
+def test_orders_on_one_level_count_once():
+    rows = tape() + ladder_rows(levels=2, per_level=3)
+    assert alerts_of(Layering(min_levels=3), rows) == []
+
+
+@pytest.mark.parametrize("cancelled, fires", [(3, True), (2, False)])  # of 5 orders
+def test_cancel_share_threshold(cancelled, fires):
+    rows = tape() + ladder_rows(levels=5, cancelled=cancelled)
+    assert bool(alerts_of(Layering(min_cancel_share=0.6), rows)) is fires
+
+
+@pytest.mark.parametrize("qty, fires", [(0.5, True), (0.49, False)])  # 4 levels: 2.0 vs 1.96 typical sizes
+def test_total_size_threshold(qty, fires):
+    assert bool(alerts_of(Layering(min_total_multiple=2.0), tape() + ladder_rows(qty=qty))) is fires
+
+
+@pytest.mark.parametrize("tick, fires", [(0.025, True), (0.0251, False)])  # 4th level at 10 bps, or just past
+def test_distance_threshold(tick, fires):
+    rows = tape() + ladder_rows(tick=tick, levels=4)
+    assert bool(alerts_of(Layering(max_distance_bps=10.0, min_levels=4), rows)) is fires
+
+
+@pytest.mark.parametrize("cancel_after, fires", [(9.999, True), (10.001, False)])  # each order lives that long
+def test_cancel_time_threshold(cancel_after, fires):
+    det = Layering(max_cancel_ms=10_000, min_cancel_share=1.0)
+    assert bool(alerts_of(det, tape() + ladder_rows(cancel_after=cancel_after))) is fires
+
+
+@pytest.mark.parametrize("sells, fires", [(1, True), (2, False)])  # 4-order ladder: 4 >= 3 x 1, 4 < 3 x 2
+def test_side_ratio_threshold(sells, fires):
+    others = [order(40.3 + 0.1 * i, f"s{i}", "LY", "sell", "new", 100.5, 0.1) for i in range(sells)]
+    assert bool(alerts_of(Layering(min_side_ratio=3.0), tape() + others + ladder_rows())) is fires
+
+
+def test_ladder_of_large_orders_is_layering_only():
+    rows = tape() + ladder_rows(qty=10.0)
+    assert alerts_of(Layering(), rows) and alerts_of(Spoofing(), rows) == []
+
+
+# -- look-alikes --------------------------------------------------------------------------
+def test_market_maker_ladder_on_both_sides_does_not_alert():
+    rows = tape()
+    for i in range(30):  # four levels a side, refreshed every second, 90% cancelled, trading all the time
+        t = 31 + i
+        for k in range(4):
+            for side, px in (("buy", 99.99 - 0.01 * k), ("sell", 100.01 + 0.01 * k)):
+                oid = f"{side[0]}{i}-{k}"
+                rows += [order(t, oid, "MM", side, "new", round(px, 2), 1.0),
+                         order(t + 3, oid, "MM", side, "cancel", round(px, 2), 1.0)]
+        rows.append(trade(t + 0.5, f"m{i}", "CP", "MM", 100.01, 0.1, aggressor="buy"))
+    assert alerts_of(Layering(), rows) == []
+    assert alerts_of(Layering(), tape() + quotes("MM", 31, 60)) == []
+
+
+def test_ladder_that_fills_does_not_alert():
+    assert alerts_of(Layering(), tape() + ladder_rows(cancelled=0)) == []
+
+
+def test_cancel_before_the_execution_does_not_alert():
+    rows = tape() + ladder_rows(exec_after=30.0, cancel_after=5.0)
+    assert alerts_of(Layering(), rows) == []
+
+
+def test_execution_by_another_owner_does_not_alert():
+    rows = [dict(r, sell_owner="OTHER", sell_group="OTHER") if r.get("trade_id") == "ex1" else r
+            for r in tape() + ladder_rows()]
+    assert alerts_of(Layering(), rows) == []
+
+
+# -- contract market --------------------------------------------------------------------
+def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
+    """Two instruments of background flow with a 3-8 level ladder every 300 s (cross-platform every other)."""
+    rng = np.random.default_rng(seed)
+    traders = [f"T{i}" for i in range(6)]
+    rows = []
+    for inst, mid, step in ((INST, 100.0, 4), ("ETH/USDT", 50.0, 10)):  # small: the contract runs it row by row
+        rows += background(rng, seconds, inst, mid, traders, ["MM1", "MM2"], step)
+    btc = sorted((r["ts"], r["price"]) for r in rows if r["kind"] == "trade" and r["instrument"] == INST)
+    for k, t0 in enumerate(range(150, seconds - 60, 300)):
+        touch = btc[np.searchsorted([t for t, _ in btc], t0) - 1][1]
+        ep = ladder_rows(t0=t0 + 0.5, levels=int(rng.integers(3, 9)), qty=round(float(rng.uniform(0.8, 2)), 3),
+                         side="buy" if k % 2 else "sell", touch=touch, exec_after=float(rng.uniform(1, 3)),
+                         cancel_after=float(rng.uniform(4, 20)), owner=f"LY{k % 3}",
+                         exec_platform="HKVATP" if k % 2 else "OVSAFF")
+        rows += [dict(r, order_id=f"k{k}{r['order_id']}" if r.get("order_id") else None,
+                      trade_id=f"k{k}{r['trade_id']}" if r.get("trade_id") else None) for r in ep]
+    return book(rows)
