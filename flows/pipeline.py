@@ -1,6 +1,6 @@
 """The surveil dataflow: inputs → one event-time timeline → enrichment → detectors → the store.
 
-This is the only module that knows Bytewax.  Each step wraps plain Python from
+``flows/`` is the only package that knows Bytewax (``flows/live.py`` holds the live inputs).  Each step wraps plain Python from
 ``surveil/``, ``replay/`` and ``detectors/``; every arrow carries Arrow tables, never
 one Python object per event.  Step ids are stable: they name the dead letters a
 step produces and the alerts' detectors.
@@ -17,10 +17,13 @@ per-key state would only ever see keys that receive items.
 from __future__ import annotations
 
 import copy
+import time
+import weakref
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
 
 import bytewax.operators as op
 import orjson
@@ -32,7 +35,9 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from detectors.base import Detector, split_by_key
+from flows.live import STOP
 from replay.merge import InputSpec, Pacer, merge_inputs
+from surveil import metrics
 from surveil.refdata import RefData, enrich
 from surveil.schemas import Feed, Kind, dead_letters, to_rows
 from surveil.store import Store
@@ -50,10 +55,14 @@ class PipelineConfig:
     batch_rows: int = 65_536
     shards: int = 8
     speed: float | None = None  # replay pacing: None = as fast as possible, N = N× real time
+    # live inputs: when no input has delivered for this long (wall clock), release every held event
+    idle_release_ms: int | None = None
 
     def __post_init__(self):
         if self.batch_rows < 1 or self.shards < 1:
             raise ValueError("batch_rows and shards must be >= 1")
+        if self.idle_release_ms is not None and self.idle_release_ms <= 0:
+            raise ValueError("idle_release_ms must be positive")
 
 
 # -- input -------------------------------------------------------------------------------
@@ -65,6 +74,8 @@ class _ReplayPartition(StatefulSourcePartition):
         self._progress = progress
 
     def next_batch(self) -> list:
+        if STOP.is_set():  # SIGTERM: end the input so everything downstream flushes
+            raise StopIteration
         try:
             kind, table = next(self._items)
         except StopIteration:
@@ -97,6 +108,8 @@ class ReplaySource(FixedPartitionedSource):
 class _TimelineLogic(StatefulBatchLogic):
     def __init__(self, cfg: PipelineConfig, resume: TimelineState | None):
         self.tl = Timeline(cfg.max_lateness_ms, cfg.pair_window_ms, state=resume)
+        self.idle = timedelta(milliseconds=cfg.idle_release_ms) if cfg.idle_release_ms else None
+        self.last_input = datetime.now(timezone.utc)
 
     def on_batch(self, values: list[pa.Table]):
         out = []
@@ -106,7 +119,17 @@ class _TimelineLogic(StatefulBatchLogic):
                 out.append(("late", late))
             if ordered.num_rows:
                 out.append(("ordered", (self.tl.watermark_ns, ordered)))
+        self.last_input = datetime.now(timezone.utc)
+        metrics.HELD_EVENTS.set(self.tl.held)
         return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self.last_input + self.idle if self.idle and self.tl.held else None
+
+    def on_notify(self):
+        rest = self.tl.release_idle()
+        metrics.HELD_EVENTS.set(self.tl.held)
+        return ([("ordered", (self.tl.watermark_ns, rest))] if rest.num_rows else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self):
         rest = self.tl.flush()
@@ -116,12 +139,19 @@ class _TimelineLogic(StatefulBatchLogic):
         return copy.deepcopy(self.tl.state)
 
 
+_SHARDS: dict[str, weakref.WeakSet] = {}  # detector -> its live shards in this process (for the state gauge)
+
+
 class _DetectorShard(StatefulBatchLogic):
     """Per-key states of one detector for the keys hashed to this shard."""
 
     def __init__(self, det: Detector, resume: dict[str, Any] | None):
         self.det = det
         self.states: dict[str, Any] = resume or {}
+        if det.name not in _SHARDS:
+            shards = _SHARDS[det.name] = weakref.WeakSet()
+            metrics.STATE_KEYS.labels(detector=det.name).set_function(lambda: sum(len(s.states) for s in shards))
+        _SHARDS[det.name].add(self)
 
     def on_batch(self, values):
         alerts, dead = [], []
@@ -172,11 +202,15 @@ class StoreTarget:
     inputs: list[str] = field(default_factory=list)
     fingerprint: str = ""
     ref_dir: str | None = None
+    # called with the open Store in the process that writes it (the daemon serves queries from
+    # there: DuckDB allows one writing process); returns a function that stops what it started
+    on_open: Callable[[Store], Callable[[], None]] | None = None
 
 
 class _StorePartition(StatefulSinkPartition):
     def __init__(self, target: StoreTarget):
         self.store = Store(target.db_path, target.archive_dir, target.run_id)
+        self._stop_serving = target.on_open(self.store) if target.on_open else None
         self.store.start_run(target.command, target.inputs, target.fingerprint)
         if target.ref_dir:
             self.store.write_reference(RefData.load(target.ref_dir))
@@ -192,19 +226,32 @@ class _StorePartition(StatefulSinkPartition):
                                          pc.equal(payload.column("kind"), Kind.TRADE.value))).as_py() or 0
                 self.derived += derived
                 self.events_in += payload.num_rows - derived
+                newest_recv = pc.max(payload.column("recv_ts")).value
+                if newest_recv is not None:
+                    metrics.BATCH_LATENCY.observe(max(0.0, time.time() - newest_recv / 1e9))
             elif tag == "alerts":
                 self.store.write_alerts(payload)
+                now = time.time()
+                for a in payload:
+                    metrics.ALERTS.labels(detector=a.detector).inc()
+                    metrics.ALERT_LATENCY.observe(max(0.0, now - a.window_end_ns / 1e9))
             elif tag == "dead":
                 self.store.write_dead_letters(payload)
+                for step, n in Counter(payload.column("step_id").to_pylist()).items():
+                    metrics.DEAD_LETTERS.labels(step=step).inc(n)
             elif tag == "late":
                 self.store.write_late(payload)
                 self.events_in += payload.num_rows
+                metrics.LATE_EVENTS.inc(payload.num_rows)
+        metrics.STORE_LAST_WRITE.set(time.time())
 
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
         self.store.finish_run("ok", self.events_in, self.derived)
+        if self._stop_serving:
+            self._stop_serving()
         self.store.close()
 
 
@@ -222,10 +269,28 @@ class StoreSink(FixedPartitionedSink):
 
 
 # -- the dataflow ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Input:
+    """One input of the dataflow: a Bytewax source whose items are ``("events"|"dead", table)``, or
+    raw items (Kafka messages) that ``decode_batch`` turns into those, a whole batch at a time."""
+
+    step_id: str
+    source: Any
+    decode_batch: Callable[[list], list[tuple[str, pa.Table]]] | None = None
+
+
 def build_flow(source, ref: RefData, detectors: list[Detector], sink, cfg: PipelineConfig = PipelineConfig(),
-               name: str = "surveil") -> Dataflow:
+               name: str = "surveil", alert_sinks: dict[str, Any] | None = None) -> Dataflow:
+    """``source``: one source of ``("events"|"dead", table)`` items (step ``read``), or a list of :class:`Input`.
+
+    ``alert_sinks`` (step id -> Bytewax sink) also receive every alert revision, one ``Alert`` per item.
+    """
     flow = Dataflow(name)
-    raw = op.input("read", flow, source)
+    streams = []
+    for inp in (source if isinstance(source, list) else [Input("read", source)]):
+        s = op.input(inp.step_id, flow, inp.source)
+        streams.append(op.flat_map_batch(f"decode_{inp.step_id}", s, inp.decode_batch) if inp.decode_batch else s)
+    raw = streams[0] if len(streams) == 1 else op.merge("inputs", *streams)
     is_events = op.branch("split_decoder_dead_letters", raw, lambda item: item[0] == "events")
     events = op.map("events", is_events.trues, lambda item: item[1])
     decoder_dead = op.map("decoder_dead_letters", is_events.falses, lambda item: ("dead", item[1]))
@@ -263,11 +328,19 @@ def build_flow(source, ref: RefData, detectors: list[Detector], sink, cfg: Pipel
     archive = op.map("archive", enriched, lambda item: ("archive", item[1]))
     to_store = op.merge("to_store", archive, late, decoder_dead, is_ok.falses, *alert_streams)
     op.output("store", op.key_on("store_key", to_store, lambda _: STORE_KEY), sink)
+    if alert_sinks and alert_streams:
+        all_alerts = op.flat_map("each_alert", op.merge("found", *alert_streams),
+                                 lambda item: item[1] if item[0] == "alerts" else [])
+        for step_id, alert_sink in alert_sinks.items():
+            op.output(step_id, all_alerts, alert_sink)
     return flow
 
 
-def run(flow: Dataflow, *, workers: int = 1, epoch_interval: timedelta | None = None, recovery_config=None) -> None:
-    """Run in this process (``workers`` threads).  Multi-process clusters go through ``bytewax.run``."""
+def run(flow: Dataflow, *, workers: int = 1, epoch_interval: timedelta | None = None, recovery_config=None,
+        process_id: int | None = None, addresses: list[str] | None = None) -> None:
+    """Run in this process with ``workers`` threads; with ``addresses`` (every process's host:port)
+    and ``process_id``, as one process of a Bytewax cluster."""
     from bytewax._bytewax import cli_main
 
-    cli_main(flow, workers_per_process=workers, epoch_interval=epoch_interval, recovery_config=recovery_config)
+    cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+             epoch_interval=epoch_interval, recovery_config=recovery_config)

@@ -5,6 +5,7 @@
     surveil alerts --db DB [filters]           list alerts, or one alert with its evidence
     surveil sql "SELECT ..." --db DB           any read-only SQL over alerts, evidence and archived events
     surveil scenario generate --out DIR        write a labelled synthetic market
+    surveil run --config surveil.toml          the live surveillance daemon (--check: validate only)
     surveil detectors                          the detector catalogue with parameters and units
 """
 from __future__ import annotations
@@ -81,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="labelled episode types: default (wash_trade, price_dislocation), all, or a comma list")
 
     sub.add_parser("detectors", help="list detectors with their parameters, defaults and units")
+
+    n = sub.add_parser("run", help="the live surveillance daemon: FIX drop copy, Kafka, WebSocket and tailed-file "
+                       "sources through the dataflow into DuckDB, with recovery, metrics and health")
+    n.add_argument("--config", required=True, help="TOML configuration (see README: Run the daemon)")
+    n.add_argument("--check", action="store_true", help="validate the configuration (and reach Kafka) and exit")
+    n.add_argument("--workers", type=int, default=1, help="Bytewax worker threads in this process")
+    n.add_argument("--process-id", type=int, help="this process's index in a cluster (with --addresses)")
+    n.add_argument("--addresses", help="host:port of every process of the cluster, comma-separated, in order")
     return p
 
 
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"demo": cmd_demo, "replay": cmd_replay, "alerts": cmd_alerts, "sql": cmd_sql,
-                "scenario": cmd_scenario, "detectors": cmd_detectors}[args.command](args)
+                "scenario": cmd_scenario, "detectors": cmd_detectors, "run": cmd_run}[args.command](args)
     except (FileNotFoundError, ValueError) as e:
         err.print(f"[bold red]error:[/] {e}")
         return 2
@@ -98,6 +107,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- commands ----------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from flows.daemon import StartupError, preflight, run_daemon, setup_logging
+    from surveil.daemon_config import load_daemon_config
+
+    cfg = load_daemon_config(args.config)
+    if (args.process_id is None) != (args.addresses is None):
+        raise ValueError("--process-id and --addresses go together")
+    addresses = args.addresses.split(",") if args.addresses else None
+    if addresses and not 0 <= args.process_id < len(addresses):
+        raise ValueError(f"--process-id must index --addresses (0..{len(addresses) - 1})")
+    try:
+        preflight(cfg)
+    except StartupError as e:
+        err.print(f"[bold red]error:[/] {e}")
+        return 2
+    if args.check:
+        console.print(f"{args.config}: ok — {len(cfg.sources)} source(s): "
+                      + ", ".join(f"{s.name} ({s.type})" for s in cfg.sources))
+        return 0
+    setup_logging()
+    return run_daemon(cfg, workers=args.workers, process_id=args.process_id, addresses=addresses)
+
+
 def cmd_scenario(args) -> int:
     from replay.scenario import generate
 

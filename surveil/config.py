@@ -38,8 +38,6 @@ class SurveilConfig:
 
 def load_config(path: str | Path | None) -> SurveilConfig:
     """Read and validate a TOML configuration (None: all defaults)."""
-    from flows.pipeline import PipelineConfig  # the pipeline's own dataclass is the schema of [pipeline]
-
     if path is None:
         return SurveilConfig()
     p = Path(path)
@@ -53,16 +51,30 @@ def load_config(path: str | Path | None) -> SurveilConfig:
     if unknown:
         raise ConfigError(f"{p}: unknown section(s) {', '.join(unknown)}; known: pipeline, detectors")
     pipeline = raw.get("pipeline", {})
+    check_pipeline(pipeline, f"{p}: [pipeline]")
+    check_detectors(raw.get("detectors", {}), str(p))
+    return SurveilConfig(pipeline=pipeline, detectors=raw.get("detectors", {}))
+
+
+def check_pipeline(pipeline: dict[str, Any], where: str) -> None:
+    """Each [pipeline] setting is known and of its default's type, and the whole is valid."""
+    from flows.pipeline import PipelineConfig  # the pipeline's own dataclass is the schema of [pipeline]
+
     fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
     for k, v in pipeline.items():
         if k not in fields:
-            raise ConfigError(f"{p}: [pipeline] has no setting {k!r}; settings: {', '.join(fields)}")
+            raise ConfigError(f"{where} has no setting {k!r}; settings: {', '.join(fields)}")
         default = fields[k].default
         if default is not None and not isinstance(v, type(default)) or isinstance(v, bool):
-            raise ConfigError(f"{p}: [pipeline] {k} must be {type(default).__name__}, got {v!r}")
+            raise ConfigError(f"{where} {k} must be {type(default).__name__}, got {v!r}")
     try:
         PipelineConfig(**pipeline)
-        build_detectors(raw.get("detectors", {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def check_detectors(detectors: dict[str, Any], where: str) -> None:
+    try:
+        build_detectors(detectors)
     except ValueError as e:
-        raise ConfigError(f"{p}: {e}") from e
-    return SurveilConfig(pipeline=pipeline, detectors=raw.get("detectors", {}))
+        raise ConfigError(f"{where}: {e}") from e

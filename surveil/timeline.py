@@ -76,13 +76,15 @@ class Timeline:
             return empty_events(), LATE_SCHEMA.empty_table()
         ts = events.column("ts").cast(pa.int64()).to_numpy()
         before = np.maximum.accumulate(np.concatenate(([st.max_seen_ns], ts)))[:-1]
-        late_mask = ts < before - self.lateness_ns
+        # after an idle release the watermark can be ahead of ``max_seen - lateness``
+        threshold = np.maximum(before - self.lateness_ns, st.released_until_ns)
+        late_mask = ts < threshold
         st.max_seen_ns = max(st.max_seen_ns, int(ts.max()))
         late = LATE_SCHEMA.empty_table()
         if late_mask.any():
             late_events = events.filter(pa.array(late_mask))
             late = late_events.append_column("late_by_ms", pa.array((before[late_mask] - ts[late_mask]) / 1e6)) \
-                .append_column("watermark", pa.array(before[late_mask] - self.lateness_ns).cast(LATE_SCHEMA.field("watermark").type))
+                .append_column("watermark", pa.array(threshold[late_mask]).cast(LATE_SCHEMA.field("watermark").type))
             events = events.filter(pa.array(~late_mask))
         self._hold(events)
         return self._release(st.max_seen_ns - self.lateness_ns - self.window_ns), late
@@ -90,6 +92,19 @@ class Timeline:
     def flush(self) -> pa.Table:
         """Release everything held (end of input)."""
         return self._release(2**62)
+
+    def release_idle(self) -> pa.Table:
+        """Release everything held up to the newest event seen: every input has gone quiet.
+
+        Live transports call this after an idle timeout so a quiet market does not hold
+        its last events back; an event that arrives afterwards older than the newest seen
+        is late (the watermark promise stands).
+        """
+        return self._release(self.state.max_seen_ns + 1) if self.state.buffer.num_rows else empty_events()
+
+    @property
+    def held(self) -> int:
+        return self.state.buffer.num_rows
 
     def _hold(self, events: pa.Table) -> None:
         # The buffer is kept sorted, so a release is a zero-copy prefix slice found by

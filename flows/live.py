@@ -1,0 +1,153 @@
+"""Live inputs for the dataflow: polled feeds, Bytewax's Kafka source, and a stop switch.
+
+Every live transport in ``connectors/`` (FIX acceptor, tailed files, WebSocket feeds) is
+a *feed*: ``start(resume)``, ``poll(max_items) -> [("events"|"dead", table)]``,
+``snapshot()`` (a picklable position covering exactly what ``poll`` returned),
+``stats()`` and ``close()``.  :class:`FeedSource` gives each feed one partition of a
+Bytewax source, so recovery snapshots carry the feeds' positions (FIX sequence numbers,
+file offsets) and a restart resumes them.
+
+Bytewax stops a dataflow only when every input reaches EOF; a signal otherwise ends the
+process on the spot, losing what is buffered.  So SIGTERM/SIGINT set :data:`STOP`, and
+every live partition — ours and the Kafka source, wrapped by :class:`Stoppable` — ends
+its input at its next poll: the timeline releases what it holds, detectors flush, the
+store commits, and the process exits 0.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Protocol
+
+import pyarrow.compute as pc
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from surveil import metrics
+
+STOP = threading.Event()
+
+
+class Feed(Protocol):
+    def start(self, resume: Any | None = None) -> None: ...
+    def poll(self, max_items: int = 64) -> list[tuple[str, Any]]: ...
+    def snapshot(self) -> Any: ...
+    def stats(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+def count_items(source: str, items: list[tuple[str, Any]]) -> None:
+    """Per-batch metrics of what a source delivered: events by venue, decode errors, event-time delay."""
+    newest = None
+    for tag, payload in items:
+        if tag == "events" and payload.num_rows:
+            for v in pc.value_counts(pc.fill_null(payload.column("venue"), "?")).to_pylist():
+                metrics.EVENTS_IN.labels(source=source, venue=v["values"]).inc(v["counts"])
+            ts = pc.max(payload.column("ts")).value
+            newest = ts if newest is None else max(newest, ts)
+        elif tag == "dead":
+            metrics.DECODE_ERRORS.labels(source=source).inc(payload.num_rows)
+    now = time.time()
+    metrics.SOURCE_LAST_POLL.labels(source=source).set(now)
+    if newest is not None:
+        metrics.WATERMARK_DELAY.labels(source=source).set(now - newest / 1e9)
+
+
+class _FeedPartition(StatefulSourcePartition):
+    def __init__(self, name: str, feed: Feed, resume: Any, poll_ms: float, max_items: int):
+        self.name, self.feed, self.max_items = name, feed, max_items
+        self.idle = timedelta(milliseconds=poll_ms)
+        self._busy = False
+        feed.start(resume)
+
+    def next_batch(self) -> list:
+        if STOP.is_set():
+            raise StopIteration
+        items = [(tag, p) for tag, p in self.feed.poll(self.max_items) if tag in ("events", "dead")]
+        count_items(self.name, items)
+        self._busy = bool(items)
+        return items
+
+    def next_awake(self) -> datetime | None:
+        # poll again at once while there is data; otherwise sleep a little instead of spinning
+        return None if self._busy else datetime.now(timezone.utc) + self.idle
+
+    def snapshot(self) -> Any:
+        return self.feed.snapshot()
+
+    def close(self) -> None:
+        self.feed.close()
+
+
+class FeedSource(FixedPartitionedSource):
+    """One partition per named feed; ``factories`` build a fresh feed in the worker that owns it."""
+
+    def __init__(self, factories: dict[str, Callable[[], Feed]], poll_ms: float = 5.0, max_items: int = 64):
+        self.factories, self.poll_ms, self.max_items = factories, poll_ms, max_items
+
+    def list_parts(self) -> list[str]:
+        return sorted(self.factories)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _FeedPartition:
+        return _FeedPartition(for_part, self.factories[for_part](), resume_state, self.poll_ms, self.max_items)
+
+
+class _StoppablePartition(StatefulSourcePartition):
+    def __init__(self, inner: StatefulSourcePartition, name: str):
+        self.inner, self.name = inner, name
+
+    def next_batch(self) -> list:
+        if STOP.is_set():
+            raise StopIteration
+        metrics.SOURCE_LAST_POLL.labels(source=self.name).set(time.time())
+        return self.inner.next_batch()
+
+    def next_awake(self):
+        return self.inner.next_awake()
+
+    def snapshot(self):
+        return self.inner.snapshot()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Stoppable(FixedPartitionedSource):
+    """Any partitioned source (Bytewax's KafkaSource) made to end its input when :data:`STOP` is set."""
+
+    def __init__(self, inner: FixedPartitionedSource, name: str):
+        self.inner, self.name = inner, name
+
+    def list_parts(self) -> list[str]:
+        return self.inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _StoppablePartition:
+        return _StoppablePartition(self.inner.build_part(step_id, for_part, resume_state), self.name)
+
+
+class WsFeed:
+    """A WebSocket venue feed (``connectors.ws``) as a feed: public data has no position to resume."""
+
+    def __init__(self, venue: str, symbols: list[str], *, url: str | None = None, src: int = 0,
+                 options: dict | None = None):
+        from connectors.ws import ClientConfig, ThreadedFeed, WsClient
+
+        self._client = WsClient(venue, symbols, url=url, options=options, config=ClientConfig(), src=src)
+        self._feed = ThreadedFeed(self._client)
+
+    def start(self, resume: Any | None = None) -> None:
+        self._feed.start()
+
+    def poll(self, max_items: int = 64) -> list[tuple[str, Any]]:
+        return [(tag, p) for tag, p in self._feed.poll(max_items) if tag in ("events", "dead")]
+
+    def snapshot(self) -> None:
+        return None
+
+    def stats(self) -> dict[str, int]:
+        s = self._client.stats
+        return {"connections": s.connections, "disconnects": s.disconnects, "messages": s.messages,
+                "trades": s.trades, "dead": s.dead, "gaps": s.gaps, "missing": s.missing}
+
+    def close(self) -> None:
+        self._feed.close()
