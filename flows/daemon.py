@@ -96,10 +96,12 @@ def build_inputs(cfg: DaemonConfig) -> list[Input]:
         from connectors.kafka import decode_kafka_batch, kafka_source
 
         o = s.options
-        source = kafka_source(o["brokers"], o["topics"], starting_offset=o["starting_offset"],
-                              extra_config=o["config"] or None)
-        inputs.append(Input(f"kafka_{s.name}".replace("-", "_"), Stoppable(source, s.name),
-                            partial(decode_kafka_batch, fmt=o["format"], src=s.src_base)))
+        for i, topic in enumerate(o["topics"]):  # one src per topic: (partition, offset) repeats across topics
+            source = kafka_source(o["brokers"], [topic], starting_offset=o["starting_offset"],
+                                  extra_config=o["config"] or None, timeout_s=o["connect_timeout_s"])
+            step = f"kafka_{s.name}_{i}".replace("-", "_")
+            inputs.append(Input(step, Stoppable(source, s.name),
+                                partial(decode_kafka_batch, fmt=o["format"], src=s.src_base + i)))
     return inputs
 
 

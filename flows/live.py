@@ -51,6 +51,7 @@ def count_items(source: str, items: list[tuple[str, Any]]) -> None:
     metrics.SOURCE_LAST_POLL.labels(source=source).set(now)
     if newest is not None:
         metrics.WATERMARK_DELAY.labels(source=source).set(now - newest / 1e9)
+        metrics.NEWEST_EVENT.labels(source=source).set(max(newest / 1e9, metrics.NEWEST_EVENT.labels(source=source)._value.get()))
 
 
 class _FeedPartition(StatefulSourcePartition):

@@ -1,6 +1,7 @@
 """The surveil dataflow: inputs → one event-time timeline → enrichment → detectors → the store.
 
-``flows/`` is the only package that knows Bytewax (``flows/live.py`` holds the live inputs).  Each step wraps plain Python from
+``flows/`` is the only package that knows Bytewax (``flows/live.py`` holds the live inputs),
+but for ``connectors/kafka.py``, whose source *is* Bytewax's Kafka connector.  Each step wraps plain Python from
 ``surveil/``, ``replay/`` and ``detectors/``; every arrow carries Arrow tables, never
 one Python object per event.  Step ids are stable: they name the dead letters a
 step produces and the alerts' detectors.

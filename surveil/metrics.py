@@ -27,6 +27,8 @@ LATE_EVENTS = Counter("surveil_late_events", "Events behind the watermark, store
 ALERTS = Counter("surveil_alerts", "Alert revisions committed, by detector", ["detector"])
 WATERMARK_DELAY = Gauge("surveil_watermark_delay_seconds",
                         "Wall clock minus the newest event time a source has delivered", ["source"])
+NEWEST_EVENT = Gauge("surveil_source_newest_event_timestamp_seconds", "Newest event time a source has delivered",
+                     ["source"])
 SOURCE_LAST_POLL = Gauge("surveil_source_last_poll_timestamp_seconds", "When a source was last polled", ["source"])
 HELD_EVENTS = Gauge("surveil_timeline_held_events", "Events held by the event-time timeline awaiting the watermark")
 STATE_KEYS = Gauge("surveil_detector_state_keys", "Per-key states held in this process, by detector", ["detector"])
