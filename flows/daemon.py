@@ -32,7 +32,7 @@ from typing import Any, Callable
 import orjson
 
 from detectors import build_detectors
-from flows.live import STOP, FeedSource, Stoppable, WsFeed
+from flows.live import STOP, FeedSource, Stoppable, WsFeed, counted
 from flows.pipeline import Input, StoreSink, StoreTarget, build_flow, run
 from surveil import metrics
 from surveil.daemon_config import DaemonConfig, SourceConfig, pipeline_config
@@ -101,7 +101,7 @@ def build_inputs(cfg: DaemonConfig) -> list[Input]:
                                   extra_config=o["config"] or None, timeout_s=o["connect_timeout_s"])
             step = f"kafka_{s.name}_{i}".replace("-", "_")
             inputs.append(Input(step, Stoppable(source, s.name),
-                                partial(decode_kafka_batch, fmt=o["format"], src=s.src_base + i)))
+                                counted(s.name, partial(decode_kafka_batch, fmt=o["format"], src=s.src_base + i))))
     return inputs
 
 

@@ -54,6 +54,15 @@ def count_items(source: str, items: list[tuple[str, Any]]) -> None:
         metrics.NEWEST_EVENT.labels(source=source).set(max(newest / 1e9, metrics.NEWEST_EVENT.labels(source=source)._value.get()))
 
 
+def counted(source: str, decode_batch: Callable[[list], list]) -> Callable[[list], list]:
+    """A batch decoder that also counts what it decoded (for inputs whose items are raw messages)."""
+    def decode(batch: list) -> list:
+        items = decode_batch(batch)
+        count_items(source, items)
+        return items
+    return decode
+
+
 class _FeedPartition(StatefulSourcePartition):
     def __init__(self, name: str, feed: Feed, resume: Any, poll_ms: float, max_items: int):
         self.name, self.feed, self.max_items = name, feed, max_items
