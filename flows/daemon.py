@@ -37,6 +37,7 @@ from flows.pipeline import Input, StoreSink, StoreTarget, build_flow, run
 from surveil import metrics
 from surveil.daemon_config import DaemonConfig, SourceConfig, pipeline_config
 from surveil.refdata import RefData
+from surveil.store import Store
 
 log = logging.getLogger("surveil.daemon")
 
@@ -128,20 +129,39 @@ def preflight(cfg: DaemonConfig) -> None:
             raise StartupError(f"source {s.name}: directory {s.options['directory']} does not exist")
 
 
-def _serve_dashboard(cfg: DaemonConfig):
+def _serve_dashboard(cfg: DaemonConfig, store_con) -> Callable[[], None]:
+    """The dashboard and SQL console, served from this process over cursors of its connection."""
+    from dashboards.app import create_app, start_server
+
+    host, _, port = cfg.dashboard_address.rpartition(":")
+    app = create_app(store_con.cursor, token=cfg.dashboard_token, archive_dir=cfg.archive, db_label=Path(cfg.db).name)
+    server = start_server(app, host=host, port=int(port), token=cfg.dashboard_token)
+    log.info("dashboard serving", extra={"fields": {"address": cfg.dashboard_address}})
+    return server.stop
+
+
+def _dashboard_hooks(cfg: DaemonConfig, clustered: bool):
+    """(stop function now, or a hook for the store partition).
+
+    DuckDB allows one writing process per file but many connections inside it (they share
+    one database instance).  Alone, the daemon opens the store now and serves at once, even
+    before the first event; in a cluster only the process that builds the store partition
+    (Bytewax places it) may open the file, so it serves from there when it does.
+    """
     if not cfg.dashboard_address:
-        return None
+        return None, None
+    if clustered:
+        return None, lambda store: _serve_dashboard(cfg, store.con)
+    import duckdb
 
-    def start(store) -> Callable[[], None]:
-        from dashboards.app import create_app, start_server
+    Store(cfg.db, cfg.archive).close()  # the schema, before the first query
+    con = duckdb.connect(cfg.db)
+    stop = _serve_dashboard(cfg, con)
 
-        host, _, port = cfg.dashboard_address.rpartition(":")
-        app = create_app(lambda: store.con.cursor(), token=cfg.dashboard_token,
-                         archive_dir=str(store.archive_dir) if store.archive_dir else None)
-        server = start_server(app, host=host, port=int(port), token=cfg.dashboard_token)
-        log.info("dashboard serving", extra={"fields": {"address": cfg.dashboard_address}})
-        return server.stop
-    return start
+    def stop_and_close():
+        stop()
+        con.close()
+    return stop_and_close, None
 
 
 def _install_signal_handlers() -> None:
@@ -164,8 +184,9 @@ def run_daemon(cfg: DaemonConfig, *, workers: int = 1, process_id: int | None = 
     ref = RefData.load(cfg.ref_dir)
     detectors = build_detectors(cfg.detectors)
     pcfg = pipeline_config(cfg)
+    stop_dashboard, on_open = _dashboard_hooks(cfg, clustered=addresses is not None)
     target = StoreTarget(cfg.db, cfg.archive, uuid.uuid4().hex[:16], "run", [s.name for s in cfg.sources],
-                         "", cfg.ref_dir, on_open=_serve_dashboard(cfg))
+                         "", cfg.ref_dir, on_open=on_open)
     alert_sinks = {}
     if cfg.alerts_kafka:
         from connectors.kafka import alert_sink
@@ -199,5 +220,7 @@ def run_daemon(cfg: DaemonConfig, *, workers: int = 1, process_id: int | None = 
     finally:
         if server:
             server.close()
+        if stop_dashboard:
+            stop_dashboard()
     log.info("surveillance stopped", extra={"fields": {"uptime_s": round(time.time() - started, 3)}})
     return 0

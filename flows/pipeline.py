@@ -42,7 +42,7 @@ from surveil import metrics
 from surveil.refdata import RefData, enrich
 from surveil.schemas import Feed, Kind, dead_letters, to_rows
 from surveil.store import Store
-from surveil.timeline import Timeline, TimelineState
+from surveil.timeline import DedupState, Deduplicator, Timeline, TimelineState
 
 STORE_KEY = "store"
 
@@ -58,6 +58,7 @@ class PipelineConfig:
     speed: float | None = None  # replay pacing: None = as fast as possible, N = N× real time
     # live inputs: when no input has delivered for this long (wall clock), release every held event
     idle_release_ms: int | None = None
+    dedup_window_ms: int = 10_000  # a trade id / exec id seen again within this much event time is a duplicate
 
     def __post_init__(self):
         if self.batch_rows < 1 or self.shards < 1:
@@ -106,15 +107,30 @@ class ReplaySource(FixedPartitionedSource):
 
 
 # -- stateful steps ------------------------------------------------------------------------
+def _duplicates(table: pa.Table, dups: list[tuple[int, str]]) -> pa.Table:
+    rows = table.take(pa.array([i for i, _ in dups], pa.int64()))
+    return dead_letters("dedup", "event_time", [
+        (reason, f"src {s} row {q}", orjson.dumps(r)) for (_, reason), s, q, r in zip(
+            dups, rows.column("src").to_pylist(), rows.column("src_seq").to_pylist(), to_rows(rows))],
+        time.time_ns())
+
+
 class _TimelineLogic(StatefulBatchLogic):
-    def __init__(self, cfg: PipelineConfig, resume: TimelineState | None):
-        self.tl = Timeline(cfg.max_lateness_ms, cfg.pair_window_ms, state=resume)
+    def __init__(self, cfg: PipelineConfig, resume: tuple[TimelineState, DedupState] | None):
+        tl_state, dedup_state = resume or (None, None)
+        self.tl = Timeline(cfg.max_lateness_ms, cfg.pair_window_ms, state=tl_state)
+        self.dedup = Deduplicator(cfg.dedup_window_ms, dedup_state) if cfg.dedup_window_ms else None
         self.idle = timedelta(milliseconds=cfg.idle_release_ms) if cfg.idle_release_ms else None
         self.last_input = datetime.now(timezone.utc)
 
     def on_batch(self, values: list[pa.Table]):
         out = []
         for table in values:
+            if self.dedup:
+                fresh, dups = self.dedup.split(table)
+                if dups:
+                    out.append(("dead", _duplicates(table, dups)))
+                table = fresh
             ordered, late = self.tl.push(table)
             if late.num_rows:
                 out.append(("late", late))
@@ -136,8 +152,8 @@ class _TimelineLogic(StatefulBatchLogic):
         rest = self.tl.flush()
         return ([("ordered", (self.tl.watermark_ns, rest))] if rest.num_rows else []), StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> TimelineState:
-        return copy.deepcopy(self.tl.state)
+    def snapshot(self) -> tuple[TimelineState, DedupState | None]:
+        return copy.deepcopy((self.tl.state, self.dedup.state if self.dedup else None))
 
 
 _SHARDS: dict[str, weakref.WeakSet] = {}  # detector -> its live shards in this process (for the state gauge)

@@ -4,6 +4,7 @@
     surveil replay FILE... --ref DIR --db DB   replay files of any supported format in event-time order
     surveil alerts --db DB [filters]           list alerts, or one alert with its evidence
     surveil sql "SELECT ..." --db DB           any read-only SQL over alerts, evidence and archived events
+    surveil dashboard --db DB                  the analyst dashboard on http://127.0.0.1:8765
     surveil scenario generate --out DIR        write a labelled synthetic market
     surveil run --config surveil.toml          the live surveillance daemon (--check: validate only)
     surveil detectors                          the detector catalogue with parameters and units
@@ -64,11 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("sql", help="run read-only SQL against a surveil database")
     q.add_argument("query", nargs="?", help="SQL; tables: alerts, alert_evidence, dead_letters, late_events, runs, "
                    "ref_instruments, ref_accounts, ref_owner_links; views: trades, orders, quotes")
-    q.add_argument("--db", required=True)
+    where = q.add_mutually_exclusive_group()
+    where.add_argument("--db", help="a surveil DuckDB file")
+    where.add_argument("--url", help="a running daemon's dashboard (e.g. http://127.0.0.1:8765): the daemon holds "
+                       "its database file, so queries go through it")
+    q.add_argument("--token", help="the dashboard's access token (with --url)")
     q.add_argument("--saved", metavar="NAME", help="run a saved investigation from dashboards/ (see --list)")
     q.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter of --saved")
     q.add_argument("--list", action="store_true", help="list the saved investigations and their parameters")
     q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
+    w = sub.add_parser("dashboard", help="serve the analyst dashboard (blotter, alert detail, dispositions, audit log, SQL)")
+    w.add_argument("--db", required=True, help="surveil DuckDB file (opened writable: dispositions are recorded in it)")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; any other needs --token)")
+    w.add_argument("--port", type=int, default=8765, help="port (default: %(default)s)")
+    w.add_argument("--token", help="access token every request must carry (required off loopback)")
+    w.add_argument("--archive", help="Parquet archive directory, if it moved away from the database")
 
     s = sub.add_parser("scenario", help="labelled synthetic markets")
     ssub = s.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
@@ -97,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"demo": cmd_demo, "replay": cmd_replay, "alerts": cmd_alerts, "sql": cmd_sql,
-                "scenario": cmd_scenario, "detectors": cmd_detectors, "run": cmd_run}[args.command](args)
+                "scenario": cmd_scenario, "detectors": cmd_detectors, "run": cmd_run,
+                "dashboard": cmd_dashboard}[args.command](args)
     except (FileNotFoundError, ValueError) as e:
         err.print(f"[bold red]error:[/] {e}")
         return 2
@@ -310,18 +323,27 @@ def cmd_sql(args) -> int:
         query = args.query
     else:
         raise ValueError("give a SQL query, --saved NAME or --list")
-    con = connect_readonly(args.db)
-    try:
-        rel = con.execute(query, params) if params else con.execute(query)
-        if rel.description is None:
-            return 0
-        description = rel.description
-        rows = rel.fetchall()
-    except duckdb.Error as e:
-        err.print(f"[bold red]SQL error:[/] {e}")
-        return 1
-    finally:
-        con.close()
+    if not (args.db or args.url):
+        raise ValueError("give --db FILE, or --url of a running daemon's dashboard")
+    if args.url:
+        description, rows = _remote_sql(args.url, args.token, query, params)
+    else:
+        try:
+            con = connect_readonly(args.db)
+        except duckdb.IOException as e:
+            raise ValueError(f"{args.db} is held by another process (a running `surveil run`?): query it through "
+                             f"its dashboard with --url http://HOST:PORT ({e})") from None
+        try:
+            rel = con.execute(query, params) if params else con.execute(query)
+            if rel.description is None:
+                return 0
+            description = rel.description
+            rows = rel.fetchall()
+        except duckdb.Error as e:
+            err.print(f"[bold red]SQL error:[/] {e}")
+            return 1
+        finally:
+            con.close()
     if args.csv:
         import csv
 
@@ -330,6 +352,56 @@ def cmd_sql(args) -> int:
         w.writerows(rows)
     else:
         _print_result(description, rows, title=f"{len(rows)} row(s)")
+    return 0
+
+
+def _remote_sql(url: str, token: str | None, query: str, params: dict | None) -> tuple[list, list]:
+    """Run read-only SQL through a dashboard's console (the same refusal of writes applies)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    import orjson
+
+    form = {"query": query, **{f"p_{k}": v for k, v in (params or {}).items()}}
+    req = urllib.request.Request(url.rstrip("/") + "/sql", data=urllib.parse.urlencode(form).encode(),
+                                 headers={"Accept": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            body = orjson.loads(r.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read()
+        try:
+            detail = orjson.loads(detail).get("error", detail)
+        except orjson.JSONDecodeError:
+            pass
+        raise ValueError(f"{url}: {detail}") from None
+    except urllib.error.URLError as e:
+        raise ValueError(f"{url}: cannot reach the dashboard ({e.reason})") from None
+    return [(c,) for c in body["columns"]], [tuple(r) for r in body["rows"]]
+
+
+def cmd_dashboard(args) -> int:
+    import duckdb
+
+    from dashboards.app import check_bind, create_app, serve
+
+    check_bind(args.host, args.token)  # before opening anything: a refused bind leaves no trace
+    db = Path(args.db)
+    if not db.exists():
+        raise FileNotFoundError(f"no surveil database at {db} (run `surveil demo` or `surveil replay … --db {db}` first)")
+    try:
+        con = duckdb.connect(str(db))  # the one writer of this file while the dashboard runs (dispositions)
+    except duckdb.IOException as e:
+        raise ValueError(f"{db} is open in another process (a running `surveil run`?); that process serves the "
+                         f"dashboard itself") from e
+    app = create_app(con.cursor, token=args.token, archive_dir=args.archive, db_label=db.name)
+    console.print(f"dashboard on [bold]http://{args.host}:{args.port}/[/] over {db} (Ctrl-C to stop)")
+    try:
+        serve(app, host=args.host, port=args.port, token=args.token)
+    finally:
+        con.close()
     return 0
 
 

@@ -35,14 +35,14 @@ then and there — recorded, never dropped.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from surveil.schemas import EVENT_SCHEMA, Action, Feed, Kind, Side, empty_events, sort_events, to_rows
+from surveil.schemas import EVENT_SCHEMA, TS, Action, Feed, Kind, Side, empty_events, sort_events, to_rows
 
 LATE_SCHEMA = EVENT_SCHEMA.append(pa.field("late_by_ms", pa.float64())).append(pa.field("watermark", EVENT_SCHEMA.field("ts").type))
 _MIN = -(2**62)
@@ -192,3 +192,67 @@ def _trade_from(a: dict, b: dict | None) -> dict:
         row[f"{s}_account"] = f["account"] if f else None
         row[f"{s}_platform"] = f["platform"] if f else None
     return row
+
+
+@dataclass
+class DedupState:
+    seen: set = field(default_factory=set)
+    order: deque = field(default_factory=deque)  # (ts, key) in arrival order, for eviction
+    max_seen_ns: int = _MIN
+
+
+class Deduplicator:
+    """Drops repeated trades (same venue and trade id) and order events (same platform and exec id).
+
+    Resent FIX messages, overlapping WebSocket snapshots and a producer's retries deliver an
+    event twice; the second copy must not count twice in volumes, wash-trade matching or
+    message rates.  Keys are remembered for ``window_ms`` of event time, so memory is bounded
+    by the event rate.  FIX fills are not checked by trade id: both sides of one match share
+    it (they pair into one trade) — their exec ids are checked instead.
+
+    >>> from surveil.schemas import conform
+    >>> d = Deduplicator(10_000)
+    >>> t = conform(pa.table({"ts": pa.array([1, 2, 3], pa.int64()).cast(TS), "kind": ["trade"] * 3,
+    ...                       "venue": ["X"] * 3, "trade_id": ["a", "b", "a"]}))
+    >>> fresh, dups = d.split(t)
+    >>> fresh.column("trade_id").to_pylist(), dups
+    (['a', 'b'], [(2, 'duplicate trade id a on venue X')])
+    """
+
+    def __init__(self, window_ms: int = 10_000, state: DedupState | None = None):
+        self.window_ns = int(window_ms) * 1_000_000
+        self.state = state or DedupState()
+
+    def split(self, events: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
+        """(the events seen for the first time, [(row index, reason)] of the repeats)."""
+        st = self.state
+        kind = events.column("kind")
+        is_trade = pc.fill_null(pc.and_(pc.equal(kind, Kind.TRADE.value), pc.is_valid(events.column("trade_id"))), False)
+        is_order = pc.fill_null(pc.and_(pc.equal(kind, Kind.ORDER.value), pc.is_valid(events.column("exec_id"))), False)
+        keys = pc.if_else(is_trade, pc.binary_join_element_wise(pc.fill_null(events.column("venue"), ""),
+                                                                events.column("trade_id"), "/t/"),
+                          pc.if_else(is_order, pc.binary_join_element_wise(
+                              pc.fill_null(events.column("platform"), ""), events.column("exec_id"), "/x/"), None))
+        ts = events.column("ts").cast(pa.int64()).to_numpy()
+        dups: list[tuple[int, str]] = []
+        seen, order = st.seen, st.order
+        for i, k in enumerate(keys.to_pylist()):
+            if k is None:
+                continue
+            if k in seen:
+                venue_or_platform, kind_tag, ident = k.partition("/t/") if "/t/" in k else k.partition("/x/")
+                dups.append((i, f"duplicate trade id {ident} on venue {venue_or_platform}" if kind_tag == "/t/"
+                             else f"duplicate exec id {ident} from platform {venue_or_platform}"))
+            else:
+                seen.add(k)
+                order.append((int(ts[i]), k))
+        if len(ts):
+            st.max_seen_ns = max(st.max_seen_ns, int(ts.max()))
+        horizon = st.max_seen_ns - self.window_ns
+        while order and order[0][0] < horizon:
+            seen.discard(order.popleft()[1])
+        if not dups:
+            return events, dups
+        mask = np.ones(events.num_rows, dtype=bool)
+        mask[[i for i, _ in dups]] = False
+        return events.filter(pa.array(mask)), dups
