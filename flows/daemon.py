@@ -42,6 +42,9 @@ from surveil.store import Store
 log = logging.getLogger("surveil.daemon")
 
 
+KAFKA_BATCH = 10_000  # messages per read: each batch costs the dataflow a fixed overhead
+
+
 class StartupError(RuntimeError):
     """The daemon cannot start: a source is unreachable or misconfigured; the message says which and why."""
 
@@ -98,7 +101,7 @@ def build_inputs(cfg: DaemonConfig) -> list[Input]:
 
         o = s.options
         for i, topic in enumerate(o["topics"]):  # one src per topic: (partition, offset) repeats across topics
-            source = kafka_source(o["brokers"], [topic], starting_offset=o["starting_offset"],
+            source = kafka_source(o["brokers"], [topic], starting_offset=o["starting_offset"], batch_size=KAFKA_BATCH,
                                   extra_config=o["config"] or None, timeout_s=o["connect_timeout_s"])
             step = f"kafka_{s.name}_{i}".replace("-", "_")
             inputs.append(Input(step, Stoppable(source, s.name),

@@ -59,12 +59,15 @@ class PipelineConfig:
     # live inputs: when no input has delivered for this long (wall clock), release every held event
     idle_release_ms: int | None = None
     dedup_window_ms: int = 10_000  # a trade id / exec id seen again within this much event time is a duplicate
+    # live inputs: released events are sent on together at most this often (None: at once, as replay does)
+    emit_interval_ms: int | None = None
 
     def __post_init__(self):
         if self.batch_rows < 1 or self.shards < 1:
             raise ValueError("batch_rows and shards must be >= 1")
-        if self.idle_release_ms is not None and self.idle_release_ms <= 0:
-            raise ValueError("idle_release_ms must be positive")
+        for name in ("idle_release_ms", "emit_interval_ms"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
 
 
 # -- input -------------------------------------------------------------------------------
@@ -116,12 +119,37 @@ def _duplicates(table: pa.Table, dups: list[tuple[int, str]]) -> pa.Table:
 
 
 class _TimelineLogic(StatefulBatchLogic):
-    def __init__(self, cfg: PipelineConfig, resume: tuple[TimelineState, DedupState] | None):
-        tl_state, dedup_state = resume or (None, None)
+    """The one event-time timeline.  Live, it also coalesces: transports deliver small batches
+    and every batch costs each detector a fixed overhead, so released events are held back up
+    to ``emit_interval_ms`` (or until ``batch_rows`` are ready) and sent on as one batch."""
+
+    def __init__(self, cfg: PipelineConfig, resume: tuple | None):
+        tl_state, dedup_state, pending = resume or (None, None, [])
         self.tl = Timeline(cfg.max_lateness_ms, cfg.pair_window_ms, state=tl_state)
         self.dedup = Deduplicator(cfg.dedup_window_ms, dedup_state) if cfg.dedup_window_ms else None
         self.idle = timedelta(milliseconds=cfg.idle_release_ms) if cfg.idle_release_ms else None
+        self.interval = timedelta(milliseconds=cfg.emit_interval_ms) if cfg.emit_interval_ms else None
+        self.batch_rows = cfg.batch_rows
         self.last_input = datetime.now(timezone.utc)
+        self.pending: list[pa.Table] = pending  # released, not yet sent on (part of the snapshot: never lost)
+        self.pending_since = self.last_input
+
+    def _released(self, table: pa.Table, out: list) -> None:
+        if table.num_rows == 0:
+            return
+        if self.interval is None:
+            out.append(("ordered", (self.tl.watermark_ns, table)))
+            return
+        if not self.pending:
+            self.pending_since = datetime.now(timezone.utc)
+        self.pending.append(table)
+        if sum(t.num_rows for t in self.pending) >= self.batch_rows:
+            self._emit(out)
+
+    def _emit(self, out: list) -> None:
+        if self.pending:
+            out.append(("ordered", (self.tl.watermark_ns, pa.concat_tables(self.pending))))
+            self.pending = []
 
     def on_batch(self, values: list[pa.Table]):
         out = []
@@ -134,28 +162,40 @@ class _TimelineLogic(StatefulBatchLogic):
             ordered, late = self.tl.push(table)
             if late.num_rows:
                 out.append(("late", late))
-            if ordered.num_rows:
-                out.append(("ordered", (self.tl.watermark_ns, ordered)))
+            self._released(ordered, out)
         self.last_input = datetime.now(timezone.utc)
         metrics.HELD_EVENTS.set(self.tl.held)
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return self.last_input + self.idle if self.idle and self.tl.held else None
+        times = []
+        if self.idle and self.tl.held:
+            times.append(self.last_input + self.idle)
+        if self.pending:
+            times.append(self.pending_since + self.interval)
+        return min(times) if times else None
 
     def on_notify(self):
-        rest = self.tl.release_idle()
+        out: list = []
+        now = datetime.now(timezone.utc)
+        if self.idle and self.tl.held and now >= self.last_input + self.idle:
+            self._released(self.tl.release_idle(), out)
+        if self.pending and now >= self.pending_since + self.interval:
+            self._emit(out)
         metrics.HELD_EVENTS.set(self.tl.held)
-        return ([("ordered", (self.tl.watermark_ns, rest))] if rest.num_rows else []), StatefulBatchLogic.RETAIN
+        return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self):
-        rest = self.tl.flush()
-        return ([("ordered", (self.tl.watermark_ns, rest))] if rest.num_rows else []), StatefulBatchLogic.RETAIN
+        out: list = []
+        self._released(self.tl.flush(), out)
+        self._emit(out)
+        return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> tuple[TimelineState, DedupState | None]:
-        return copy.deepcopy((self.tl.state, self.dedup.state if self.dedup else None))
+    def snapshot(self) -> tuple:
+        return copy.deepcopy((self.tl.state, self.dedup.state if self.dedup else None, list(self.pending)))
 
 
+SWEEP_EVERY_NS = 1_000_000_000
 _SHARDS: dict[str, weakref.WeakSet] = {}  # detector -> its live shards in this process (for the state gauge)
 
 
@@ -165,6 +205,7 @@ class _DetectorShard(StatefulBatchLogic):
     def __init__(self, det: Detector, resume: dict[str, Any] | None):
         self.det = det
         self.states: dict[str, Any] = resume or {}
+        self.last_sweep = -(2**62)
         if det.name not in _SHARDS:
             shards = _SHARDS[det.name] = weakref.WeakSet()
             metrics.STATE_KEYS.labels(detector=det.name).set_function(lambda: sum(len(s.states) for s in shards))
@@ -185,9 +226,12 @@ class _DetectorShard(StatefulBatchLogic):
                     dead.append(dead_letters(f"key {key}", f"detect_{self.det.name}", [
                         (f"{type(e).__name__}: {e}", f"{table.num_rows} rows from ts {table.column('ts')[0].value}",
                          orjson.dumps(to_rows(table)))], watermark))
-            idle = [k for k, s in self.states.items() if self.det.is_idle(s, watermark)]
-            for k in idle:
-                del self.states[k]
+            # a sweep per second of event time, not per batch: is_idle is safe whenever it runs, and
+            # small live batches would otherwise pay a pass over every key each time
+            if watermark >= self.last_sweep + SWEEP_EVERY_NS:
+                self.last_sweep = watermark
+                for k in [k for k, s in self.states.items() if self.det.is_idle(s, watermark)]:
+                    del self.states[k]
         out = [("alerts", alerts)] if alerts else []
         return out + [("dead", d) for d in dead], StatefulBatchLogic.RETAIN
 

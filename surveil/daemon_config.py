@@ -9,6 +9,7 @@ dir = "ref"                      # instruments.csv, accounts.csv, owner_links.cs
 max_lateness_ms = 500            # disorder tolerated across sources ...
 max_skew_ms = 250                # ... plus twice the clock skew allowed between venues
 idle_release_ms = 1000           # all inputs quiet this long: release what the timeline holds
+emit_interval_ms = 50            # released events go on to detectors together, at most this often
 [recovery]
 dir = "recovery"                 # Bytewax recovery partitions (omit: no snapshots)
 snapshot_interval_ms = 2000
@@ -192,6 +193,8 @@ def load_daemon_config(path: str | Path) -> DaemonConfig:
     if not isinstance(skew, int) or isinstance(skew, bool) or skew < 0:
         raise ConfigError(f"{p}: [pipeline] max_skew_ms must be a non-negative int, got {skew!r}")
     pipeline.setdefault("idle_release_ms", 1000)
+    pipeline.setdefault("emit_interval_ms", 50)
+    pipeline.setdefault("shards", 2)  # fixed for the life of a recovery directory: state is stored per shard
     check_pipeline(pipeline, f"{p}: [pipeline]")
 
     recovery = _table(raw, "recovery", str(p))
