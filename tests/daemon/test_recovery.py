@@ -107,3 +107,19 @@ def test_sigterm_flushes_held_events_and_exits_0(market):
     (status, events_in), = query(root / "term.duckdb", "SELECT status, events_in FROM runs")
     lines = sum(1 for _ in open(incoming / "market.jsonl", "rb"))
     assert status == "ok" and events_in == lines  # every event archived, the held ones included
+
+
+def test_a_quiet_market_does_not_hold_its_last_events(market):
+    """Every source quiet for idle_release_ms: the timeline releases what it holds, without a signal."""
+    root, incoming, newest = market
+    mport = free_port()
+    cfg = _config(root, incoming, "quiet", mport)
+    cfg.write_text(cfg.read_text().replace("idle_release_ms = 600000", "idle_release_ms = 500"))
+    d = Daemon(cfg).start()
+    _read_to_end(d, mport, newest)
+
+    def released():
+        code, body = http_get(f"http://127.0.0.1:{mport}/metrics")
+        return code == 200 and metric(body.decode(), "surveil_timeline_held_events") == 0
+    wait_until(released, 30, "the held events to be released", d)
+    assert d.stop(signal.SIGTERM) == 0
