@@ -26,12 +26,10 @@ from tests.daemon.harness import Daemon, free_port, http_get, metric, query, wai
 ALERTS_SQL = "SELECT alert_id, detector, epoch_ns(window_start), epoch_ns(window_end), summary FROM alerts ORDER BY 1"
 
 
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    root = tmp_path_factory.mktemp("market")
-    generate(root / "m", seed=3, minutes=4, events_per_second=600, formats=("canonical",))
-    # the market in global event-time order, as one file: the outcome then cannot depend on how
-    # reads of several files interleave
+def market_file(root: Path, seed: int, minutes: float, events_per_second: float) -> tuple[Path, Path, float]:
+    """A labelled market as one canonical JSONL file in global event-time order: the outcome then
+    cannot depend on how reads of several files interleave.  (root, its directory, newest ts in s)."""
+    generate(root / "m", seed=seed, minutes=minutes, events_per_second=events_per_second, formats=("canonical",))
     events = pa.concat_tables([t for kind, t in merge_inputs(
         [InputSpec(str(p)) for p in sorted((root / "m" / "canonical").glob("*.parquet"))]) if kind == "events"])
     incoming = root / "incoming"
@@ -39,8 +37,12 @@ def market(tmp_path_factory):
     with open(incoming / "market.jsonl", "wb") as f:
         for row in to_rows(events):
             f.write(orjson.dumps({k: v for k, v in row.items() if v is not None and k not in ("src", "src_seq")}) + b"\n")
-    newest = events.column("ts")[-1].value / 1e9
-    return root, incoming, newest
+    return root, incoming, events.column("ts")[-1].value / 1e9
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    return market_file(tmp_path_factory.mktemp("market"), seed=3, minutes=4, events_per_second=600)
 
 
 def _config(root: Path, incoming: Path, name: str, mport: int) -> Path:
