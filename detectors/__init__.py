@@ -7,15 +7,18 @@ from typing import Any
 from detectors.abnormal_move import AbnormalMove
 from detectors.base import Detector
 from detectors.layering import Layering
+from detectors.momentum_ignition import MomentumIgnition
 from detectors.off_market import OffMarket
 from detectors.price_dislocation import PriceDislocation
+from detectors.pump_and_dump import PumpAndDump
 from detectors.round_trip import RoundTrip
 from detectors.spoofing import Spoofing
 from detectors.volume_authenticity import VolumeAuthenticity
 from detectors.wash_trade import WashTrade
 
 REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (
-    WashTrade, PriceDislocation, VolumeAuthenticity, OffMarket, AbnormalMove, Spoofing, Layering, RoundTrip)}
+    WashTrade, PriceDislocation, VolumeAuthenticity, OffMarket, AbnormalMove, Spoofing, Layering, RoundTrip,
+    PumpAndDump, MomentumIgnition)}
 
 
 class DetectorConfigError(ValueError):
