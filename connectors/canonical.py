@@ -8,6 +8,13 @@ row came from in *this* run).  ``venue=`` fills rows that have no venue.
 CSV and Parquet files must have ``kind`` and ``ts`` columns and no column outside the schema
 (a misspelt column would otherwise be dropped without a word); JSONL objects may carry extra
 keys, which are ignored.  Empty CSV cells are null.
+
+Every kind of ``surveil.schemas.Kind`` reads the same way, including the two that carry no
+market activity: ``reference`` rows (an anchor: ``instrument``, ``price`` = the anchor value,
+``venue`` = its source such as ``NAV`` or ``PEG``) — a NAV file is a canonical CSV of them —
+and ``settlement`` rows (``venue`` = the shared book, ``platform`` = the affiliate, optional
+``instrument`` and ``trade_id``).  A row breaking its kind's rules (a reference without
+instrument or price, a settlement without platform) is a dead letter with the reason.
 """
 from __future__ import annotations
 

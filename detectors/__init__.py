@@ -6,19 +6,29 @@ from typing import Any
 
 from detectors.abnormal_move import AbnormalMove
 from detectors.base import Detector
+from detectors.behaviour_anomaly import BehaviourAnomaly
+from detectors.excessive_messaging import ExcessiveMessaging
 from detectors.layering import Layering
+from detectors.marking_the_close import MarkingTheClose
 from detectors.momentum_ignition import MomentumIgnition
 from detectors.off_market import OffMarket
 from detectors.price_dislocation import PriceDislocation
 from detectors.pump_and_dump import PumpAndDump
+from detectors.reference_deviation import ReferenceDeviation
 from detectors.round_trip import RoundTrip
+from detectors.settlement_exposure import SettlementExposure
 from detectors.spoofing import Spoofing
 from detectors.volume_authenticity import VolumeAuthenticity
 from detectors.wash_trade import WashTrade
 
 REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (
     WashTrade, PriceDislocation, VolumeAuthenticity, OffMarket, AbnormalMove, Spoofing, Layering, RoundTrip,
-    PumpAndDump, MomentumIgnition)}
+    PumpAndDump, MomentumIgnition, ExcessiveMessaging, ReferenceDeviation, SettlementExposure,
+    MarkingTheClose, BehaviourAnomaly)}
+# learning detectors run only when configured (``{"behaviour_anomaly": {}}`` in code, a
+# ``[detectors.behaviour_anomaly]`` table in TOML): they alert on departures from what they have
+# learnt, which a short market has not yet taught them
+OFF_BY_DEFAULT = frozenset({BehaviourAnomaly.name})
 
 
 class DetectorConfigError(ValueError):
@@ -43,7 +53,9 @@ def build_detectors(config: dict[str, dict[str, Any] | bool] | None = None) -> l
         raise DetectorConfigError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
     out = []
     for name, cls in REGISTRY.items():
-        params = config.get(name, {})
+        params = config.get(name, False if name in OFF_BY_DEFAULT else {})
+        if params is True:
+            params = {}
         if params is False or (isinstance(params, dict) and params.get("enabled") is False):
             continue
         params = {k: v for k, v in (params if isinstance(params, dict) else {}).items() if k != "enabled"}

@@ -7,8 +7,22 @@ single sort and lets a detector that needs orders *and* trades (spoofing) see
 them interleaved.  Columns that do not apply to a kind are null; Arrow stores
 an all-null column in a few bytes per thousand rows.
 
-``TRADE_COLUMNS``, ``ORDER_COLUMNS`` and ``QUOTE_COLUMNS`` are the per-kind
-projections used by canonical files and the Parquet archive.
+Two further kinds carry no market activity but flow through the same timeline, so a
+detector sees them in event order with the trades they bear on:
+
+- **reference**: an external anchor of an instrument's price — a stablecoin's peg, a tokenised
+  fund's NAV or its underlying's price.  ``instrument`` is set directly (an anchor has no venue
+  symbol), ``price`` is the anchor value in the instrument's quote currency, ``venue`` names the
+  anchor's source (``NAV``, ``PEG``, an index provider); ``ts`` is when the value took effect.
+- **settlement**: the local platform and an affiliate settled their delivery-versus-payment
+  obligations from trades on the shared book ``venue``: every obligation from a trade with
+  ``ts`` at or before the settlement's ``ts`` between the local platform and ``platform`` (the
+  affiliate) is discharged — of the one ``instrument`` when it is set, of every instrument when
+  it is null.  ``trade_id`` carries the settlement's own reference (optional).
+
+``TRADE_COLUMNS``, ``ORDER_COLUMNS``, ``QUOTE_COLUMNS``, ``REFERENCE_COLUMNS`` and
+``SETTLEMENT_COLUMNS`` are the per-kind projections used by canonical files and the Parquet
+archive.
 
 Times are ``timestamp[ns, UTC]``: ``ts`` is the venue's event time, ``recv_ts``
 our receipt time.  ``src`` and ``src_seq`` say where a row came from (input
@@ -36,6 +50,8 @@ class Kind(str, Enum):
     TRADE = "trade"
     ORDER = "order"
     QUOTE = "quote"
+    REFERENCE = "reference"  # an external anchor value (peg, NAV) of an instrument
+    SETTLEMENT = "settlement"  # obligations between the local platform and an affiliate settled
 
 
 class Side(str, Enum):
@@ -127,7 +143,10 @@ ORDER_COLUMNS = _COMMON + (
     "leaves_qty", "order_type", "time_in_force", "trade_id", "is_aggressor", "owner", "group_id",
 )
 QUOTE_COLUMNS = _COMMON + ("bid", "bid_qty", "ask", "ask_qty")
-KIND_COLUMNS = {Kind.TRADE: TRADE_COLUMNS, Kind.ORDER: ORDER_COLUMNS, Kind.QUOTE: QUOTE_COLUMNS}
+REFERENCE_COLUMNS = _COMMON + ("price",)
+SETTLEMENT_COLUMNS = _COMMON + ("platform", "trade_id")
+KIND_COLUMNS = {Kind.TRADE: TRADE_COLUMNS, Kind.ORDER: ORDER_COLUMNS, Kind.QUOTE: QUOTE_COLUMNS,
+                Kind.REFERENCE: REFERENCE_COLUMNS, Kind.SETTLEMENT: SETTLEMENT_COLUMNS}
 
 # Dead letters: input that could not become an event, kept with the reason and raw bytes.
 DEAD_LETTER_SCHEMA = pa.schema(
@@ -206,13 +225,25 @@ def validate(events: pa.Table) -> tuple[pa.Table, pa.Array]:
     Returns the valid table and, for the rows refused, a table of ``(index, reason)``
     in the input's row numbering.  The rules are the ones every kind shares: a time,
     a known kind, a venue, and for trades and order events with a size a positive
-    size and price.  Vectorised: one mask per rule.
+    size and price.  A reference value needs its ``instrument`` (an anchor has no venue
+    symbol to map) and a positive price; a settlement needs the affiliate ``platform`` and
+    no symbol (null ``instrument``: every instrument).  Vectorised: one mask per rule.
 
     >>> t = conform(pa.table({"ts": pa.array([1, 2], pa.int64()), "kind": ["trade", "trade"],
     ...     "venue": ["X", "X"], "venue_symbol": ["A", "A"], "price": [1.0, 1.0], "qty": [1.0, -1.0]}))
     >>> ok, bad = validate(t)
     >>> ok.num_rows, bad.to_pylist()
     (1, [{'index': 1, 'reason': 'qty must be positive (got -1.0)'}])
+
+    Anchors and settlements (no venue symbol, no size):
+
+    >>> r = conform(pa.table({"ts": pa.array([1, 2, 3, 4], pa.int64()),
+    ...     "kind": ["reference", "reference", "settlement", "settlement"], "venue": ["NAV", "PEG", "SHARED", "SHARED"],
+    ...     "instrument": ["BUIDL/USD", None, None, None], "price": [1.0, 1.0, None, None],
+    ...     "platform": [None, None, "OVSAFF", None]}))
+    >>> validate(r)[1].to_pylist()  # doctest: +NORMALIZE_WHITESPACE
+    [{'index': 1, 'reason': 'reference value without instrument'},
+     {'index': 3, 'reason': 'settlement without the affiliate platform'}]
     """
     n = events.num_rows
     reasons: dict[int, str] = {}  # first rule a row breaks
@@ -230,10 +261,17 @@ def validate(events: pa.Table) -> tuple[pa.Table, pa.Array]:
     flag(pc.is_null(events.column("ts")), lambda i: "missing event time (ts)")
     flag(pc.invert(pc.is_in(kind, pa.array(sorted(_VALID["kind"])))), lambda i: f"unknown kind {kind[i].as_py()!r}")
     flag(pc.is_null(events.column("venue")), lambda i: "missing venue")
+    is_reference = pc.equal(kind, Kind.REFERENCE.value)
+    is_settlement = pc.equal(kind, Kind.SETTLEMENT.value)
+    flag(pc.and_(is_reference, pc.is_null(events.column("instrument"))),
+         lambda i: "reference value without instrument")
     flag(
-        pc.and_(pc.is_null(events.column("venue_symbol")), pc.is_null(events.column("instrument"))),
+        pc.and_(pc.and_not(pc.is_null(events.column("venue_symbol")), is_settlement),
+                pc.is_null(events.column("instrument"))),
         lambda i: "missing symbol (venue_symbol or instrument)",
     )
+    flag(pc.and_(is_settlement, pc.is_null(events.column("platform"))),
+         lambda i: "settlement without the affiliate platform")
     for col in ("side", "action"):
         c = events.column(col)
         flag(pc.and_(pc.is_valid(c), pc.invert(pc.is_in(c, pa.array(sorted(_VALID[col]))))),
@@ -251,6 +289,8 @@ def validate(events: pa.Table) -> tuple[pa.Table, pa.Array]:
          lambda i: f"qty must be positive (got {qty[i].as_py()})")
     flag(pc.and_(is_order, pc.is_null(events.column("order_id"))), lambda i: "order event without order_id")
     flag(pc.and_(is_order, pc.is_null(events.column("action"))), lambda i: "order event without action")
+    flag(pc.and_(is_reference, pc.or_kleene(pc.is_null(price), pc.less_equal(price, 0))),
+         lambda i: f"reference price must be positive (got {price[i].as_py()})")
 
     bad_idx = np.flatnonzero(refused)
     bad = pa.table({"index": pa.array(bad_idx, pa.int64()), "reason": pa.array([reasons[int(i)] for i in bad_idx], pa.string())})

@@ -257,7 +257,8 @@ class Store:
 
 def refresh_views(con: duckdb.DuckDBPyConnection, archive_dir: Path) -> None:
     """(Re)create the ``trades``/``orders``/``quotes`` views over whatever the archive holds."""
-    for kind, view in ((Kind.TRADE, "trades"), (Kind.ORDER, "orders"), (Kind.QUOTE, "quotes")):
+    for kind, view in ((Kind.TRADE, "trades"), (Kind.ORDER, "orders"), (Kind.QUOTE, "quotes"),
+                       (Kind.REFERENCE, "anchors"), (Kind.SETTLEMENT, "settlements")):
         pattern = Path(archive_dir).resolve() / "run=*" / f"kind={kind.value}" / "**" / "*.parquet"
         if any(Path(archive_dir).glob(f"run=*/kind={kind.value}/*/*/*.parquet")):
             con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCLUDE (run, kind) FROM "

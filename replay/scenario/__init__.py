@@ -92,6 +92,11 @@ def generate(out_dir, *, seed: int = 0, minutes: float = 10, events_per_second: 
             p = out / "canonical" / f"{venue}.parquet"
             write_parquet(p, table)
             files[f"canonical/{venue}.parquet"] = p
+        for name, table in sc.extra.items():  # anchors, settlements: only when their types are chosen
+            p = out / "canonical" / f"{name}.parquet"
+            write_parquet(p, table)
+            files[f"canonical/{name}.parquet"] = p
+            labels["events"][name] = table.num_rows
         seconds["canonical"] = time.perf_counter() - t0
     if "fix" in formats:
         t0 = time.perf_counter()

@@ -144,10 +144,12 @@ class FlowConfig:
 DEFAULT_EPISODE_TYPES = ("price_dislocation", "wash_trade")
 ALL_EPISODE_TYPES = DEFAULT_EPISODE_TYPES + (
     "spoofing", "layering", "round_trip", "front_running", "marking_the_close", "pump_and_dump",
-    "momentum_ignition", "excessive_messaging", "off_market", "abnormal_move")
+    "momentum_ignition", "excessive_messaging", "off_market", "abnormal_move",
+    "reference_deviation", "settlement_exposure")
 DEFAULT_LOOKALIKE_TYPES = ("small_gap", "price_spike", "cross_platform_activity", "repeat_counterparties")
 ALL_LOOKALIKE_TYPES = DEFAULT_LOOKALIKE_TYPES + (
-    "market_maker_quoting", "cross_venue_arbitrage", "honest_large_order", "news_jump", "dual_platform_trader")
+    "market_maker_quoting", "cross_venue_arbitrage", "honest_large_order", "news_jump", "dual_platform_trader",
+    "peg_wobble", "two_way_flow", "delayed_settlement")
 # Which detectors a look-alike is meant to fool (also chooses the look-alikes of a type selection).
 LOOKALIKE_TARGETS = {
     "small_gap": ("price_dislocation",),
@@ -159,6 +161,9 @@ LOOKALIKE_TARGETS = {
     "honest_large_order": ("front_running", "spoofing", "layering"),
     "news_jump": ("off_market", "abnormal_move", "marking_the_close"),
     "dual_platform_trader": ("spoofing", "layering"),
+    "peg_wobble": ("reference_deviation",),
+    "two_way_flow": ("settlement_exposure",),
+    "delayed_settlement": ("settlement_exposure",),
 }
 
 
@@ -295,6 +300,25 @@ class EpisodeConfig:
     dual_n_trades: Range = Range(2, 6)
     dual_n_cancelled: Range = Range(1, 3)  # normal-sized orders, cancelled after 5-60 s
     dual_per_minute: float = 1 / 15
+    # reference deviation (episodes_platform): a venue away from the INDEX anchor, and look-alikes
+    anchor_every_s: float = 5.0  # reference events of every instrument's underlying price
+    reference_bps: Range = Range(80, 300)  # detector band: 50 bps
+    reference_duration_s: Range = Range(90, 300)  # detector duration: 60 s
+    reference_per_minute: float = 1 / 10
+    wobble_bps: Range = Range(15, 35)  # inside the band ...
+    wobble_duration_s: Range = Range(120, 360)
+    excursion_duration_s: Range = Range(5, 30)  # ... or beyond it, briefly
+    wobble_per_minute: float = 1 / 10
+    # settlement exposure (episodes_platform): HKVATP <-> OVSAFF obligations on SHARED
+    settlement_cycle_s: float = 300.0  # settlement events a few seconds after each boundary
+    settlement_reserve: float = 50_000_000.0  # the detector's default reserve fund (quote currency)
+    surge_n_trades: Range = Range(30, 80)
+    surge_duration_s: Range = Range(60, 180)
+    surge_reserve_multiple: Range = Range(0.6, 1.5)  # one-way notional / reserve
+    settlement_per_minute: float = 1 / 10
+    two_way_per_minute: float = 1 / 15
+    settlement_delay_s: Range = Range(30, 200)  # a late settlement still inside the 600 s deadline
+    delayed_per_minute: float = 1 / 15
     exclusive_fill: float = 0.5  # with the extra types: planned share of each instrument's time
     exclusive_guard_s: float = 60.0  # ... and quiet time between any two episodes on one instrument
     # (replay.evaluate matches alerts with 60 s of slack: an alert then points at one episode)

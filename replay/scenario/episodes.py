@@ -14,7 +14,8 @@ first, since REFX offsets must exist before background prices are drawn) and add
 
 The rest of the detector catalogue lives in ``episodes_orders`` (spoofing, layering,
 excessive messaging), ``episodes_trades`` (round trip, front running, momentum ignition,
-marking the close), ``episodes_market`` (pump and dump, off-market, abnormal move) and
+marking the close), ``episodes_market`` (pump and dump, off-market, abnormal move),
+``episodes_platform`` (reference deviation, settlement exposure, with their look-alikes) and
 ``lookalikes``.  Those types place their window and register price impacts at once, and
 defer building their orders and trades (``Market.defer``) until every impact is known.
 ``ScenarioConfig.episode_types`` / ``lookalike_types`` choose what is injected; the
@@ -32,6 +33,7 @@ import numpy as np
 
 from . import episodes_market as em
 from . import episodes_orders as eo
+from . import episodes_platform as ep_
 from . import episodes_trades as et
 from . import lookalikes as la
 from .config import ALL_EPISODE_TYPES, ALL_LOOKALIKE_TYPES, NS, REFX, SHARED, Range
@@ -373,6 +375,17 @@ EPISODE_TYPES: tuple[EpisodeType, ...] = (
            lambda c: _mid(c.spoof_life_s) + 3),
     _extra("off_market", em.inject_off_market, lambda c: c.off_market_per_minute, lambda c: 2 * em.PRINT_QUIET_S,
            lambda c: 2 * em.PRINT_QUIET_S),
+    _extra("reference_deviation", ep_.inject_reference_deviation, lambda c: c.reference_per_minute,
+           lambda c: c.reference_duration_s.lo, lambda c: _mid(c.reference_duration_s)),
+    _extra("settlement_exposure", ep_.inject_settlement_exposure, lambda c: c.settlement_per_minute,
+           lambda c: c.surge_duration_s.lo, lambda c: (_mid(c.surge_duration_s) + 2.5 * c.settlement_cycle_s) / 2),
+    # their look-alikes next: settlement windows sit on cycle boundaries, hard to find in a full run
+    _extra("peg_wobble", ep_.inject_peg_wobble, lambda c: c.wobble_per_minute, lambda c: c.excursion_duration_s.lo,
+           lambda c: (_mid(c.wobble_duration_s) + _mid(c.excursion_duration_s)) / 2, True),
+    _extra("two_way_flow", ep_.inject_two_way_flow, lambda c: c.two_way_per_minute, lambda c: c.surge_duration_s.lo,
+           lambda c: _mid(c.surge_duration_s), True),
+    _extra("delayed_settlement", ep_.inject_delayed_settlement, lambda c: c.delayed_per_minute,
+           lambda c: c.settlement_delay_s.lo + 10, lambda c: _mid(c.settlement_delay_s) + 10, True),
     _extra("news_jump", la.inject_news_jump, lambda c: c.news_per_minute,
            lambda c: la.NEWS_QUIET_S + c.news_ramp_s.lo + c.news_volume_s.lo,
            lambda c: la.NEWS_QUIET_S + _mid(c.news_ramp_s) + _mid(c.news_volume_s), True),

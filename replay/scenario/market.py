@@ -11,7 +11,7 @@ episode type later does not change the background of existing seeds.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +22,14 @@ from surveil.schemas import EVENT_SCHEMA
 from .assemble import assemble_refx, assemble_shared
 from .config import PLATFORMS, REFX, SHARED, ScenarioConfig, fixings_ns
 from .episodes import EPISODE_TYPES, Episode, Scheduler, episode_count
+from .episodes_platform import extra_tables
 from .flow import background
 from .population import TRADER, Population, build_population
 from .prices import PriceModel
+
+
+PRICE_MOVERS = ("price_dislocation", "pump_and_dump", "momentum_ignition", "marking_the_close", "abnormal_move",
+                "off_market")
 
 
 def component_rng(seed: int, name: str) -> np.random.Generator:
@@ -140,6 +145,9 @@ class Scenario:
     population: Population
     episodes: list[Episode]
     lookalikes: list[Episode]
+    # inputs beyond the two venues, by canonical file name (episodes_platform: ANCHORS, SETTLEMENTS);
+    # empty unless a type that needs them is chosen
+    extra: dict[str, pa.Table] = field(default_factory=dict)
 
     def counts(self) -> dict:
         out = {}
@@ -184,8 +192,12 @@ def simulate(cfg: ScenarioConfig) -> Scenario:
         elif cfg.exclusive:  # one label layout when the extra types are on (the default's stays as it is)
             ep.order_ids = sorted({oid for oid, _, _ in ep_orders.get(i, [])})
             ep.related_types = []
+        if "reference_deviation" in cfg.episode_types and ep.type in PRICE_MOVERS:
+            # with anchors in the market, an episode that moves one venue's price away from the
+            # underlying is also, rightly, a deviation from the anchor
+            ep.related_types = sorted(set(ep.related_types or []) | {"reference_deviation"})
         (lookalikes if is_look else episodes).append(ep)
     for prefix, eps in (("EP", episodes), ("LA", lookalikes)):
         for k, ep in enumerate(eps, 1):
             ep.episode_id = f"{prefix}-{k:03d}"
-    return Scenario(cfg, shared, refx, aux, m.pop, episodes, lookalikes)
+    return Scenario(cfg, shared, refx, aux, m.pop, episodes, lookalikes, extra_tables(m))

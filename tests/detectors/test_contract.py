@@ -16,7 +16,7 @@ from detectors import REGISTRY, build_detectors
 from detectors.base import split_by_key, state_size
 from tests.conftest import market as generic_market
 
-DETECTORS = build_detectors()
+DETECTORS = build_detectors({name: {} for name in REGISTRY})  # off-by-default ones included
 
 
 def market(det, seed: int = 0, seconds: int = 1800) -> pa.Table:

@@ -133,8 +133,9 @@ def test_each_type_alone_is_labelled_completely(type_name):
     assert {e["type"] for e in eps} == {type_name} and m.labels["lookalikes"] == []
     for e in eps:
         _check_label(e, m)
-        assert e["owners"] or type_name == "abnormal_move"
-        assert e["trade_ids"] or type_name in ("abnormal_move", "excessive_messaging")
+        assert e["owners"] or type_name in ("abnormal_move", "reference_deviation", "settlement_exposure")
+        assert e["trade_ids"] or type_name in ("abnormal_move", "excessive_messaging", "reference_deviation",
+                                               "settlement_exposure")
     assert ("fixings_ns" in m.labels) == (type_name == "marking_the_close")
 
 

@@ -1,0 +1,286 @@
+"""Excessive messaging (quote stuffing): an owner's order-message rate far above its own baseline and the venue's norm.
+
+Order events of a venue are cut into fixed event-time windows of ``window_ms``.  In each
+window the detector counts, per beneficial owner (all its accounts, both platforms), its
+order *messages* (new, amend, cancel) and its *fills*.  A window closes when an order event of
+a later window arrives (or at flush).  The owner's window is excessive when all of these hold:
+
+- its message rate is at least ``min_messages_per_s`` (an absolute floor: a burst of a few
+  messages from a quiet owner is no flood, whatever the multiple);
+- the rate is ``owner_multiple`` x the owner's own baseline: an exponentially weighted mean
+  of its messages per window over the venue's history (time constant ``baseline_ms``, windows
+  without messages counting as zero, bias-corrected for the time the venue has been watched
+  (at least ``min_history_ms``), so an owner first seen in a burst has a baseline of zero);
+- the rate is ``venue_multiple`` x the venue's norm: the median baseline of the owners seen on
+  the venue, so an active owner's ordinary day is not a flood;
+- its order-to-trade ratio (messages per fill, fills counted as one at least) is at least
+  ``min_order_trade_ratio``: a flood of orders that trade is activity, not stuffing;
+- the venue has been watched for ``min_history_ms`` (before that no baseline means anything).
+
+An excessive window (in the warm-up too) is not folded into the owner's baseline, so a long
+flood cannot raise its own bar.  The price: an owner that floods from the very first window
+(rate, multiple and ratio all excessive, no fills to speak of) keeps a zero baseline and alerts
+once warm - which is what such an owner looks like on every measure here.
+
+A market maker who quotes fast, cancels nearly every quote and trades rarely passes the floor
+and the ratio, but quotes at its *own* usual pace: its baseline holds it back.  Consecutive
+excessive windows of one owner make one episode and one alert (revised with the same id as
+the episode grows) naming the instrument most of its messages were on, with the owner's
+first messages of each excessive window as evidence.
+
+>>> from tests.conftest import events
+>>> quiet = [(float(t), "Q") for t in range(0, 300, 5)]  # Q sends one message every 5 s ...
+>>> flood = [(300 + k * 0.05, "Q") for k in range(200)]  # ... then 20 a second for 10 s
+>>> ts, own = zip(*(quiet + flood))
+>>> n = len(ts)
+>>> t = events(ts=list(ts), kind=["order"] * n, venue=["SHARED"] * n, instrument=["BTC/USDT"] * n,
+...     owner=list(own), account=["HK-Q"] * n, platform=["HKVATP"] * n, order_id=[f"o{i // 2}" for i in range(n)],
+...     action=["new", "cancel"] * (n // 2), side=["buy"] * n, price=[100.0] * n, qty=[1.0] * n)
+>>> d, s = ExcessiveMessaging(), ExcessiveMessaging().new_state()
+>>> alerts = d.update(s, d.select(t)) + d.flush(s)  # the second window closes at the end of input
+>>> len({a.alert_id for a in alerts}), alerts[-1].summary  # doctest: +NORMALIZE_WHITESPACE
+(1,
+'Q sent 200 order messages on SHARED in 10s (20.0/s, 100x its baseline 0.20/s, 100x the venue norm
+  0.20/s) with 0 fills (order-to-trade ratio 200), mostly BTC/USDT')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detectors.base import Detector
+from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
+from surveil.schemas import Action, Kind, to_rows
+
+MS = 1_000_000
+_MESSAGES = pa.array([Action.NEW.value, Action.AMEND.value, Action.CANCEL.value])
+_COUNTED = pa.array([Action.NEW.value, Action.AMEND.value, Action.CANCEL.value, Action.FILL.value])
+EVIDENCE_PER_WINDOW = 10  # first messages of each excessive window kept as evidence
+MAX_EVIDENCE = 60
+MIN_BASELINE = 1e-9  # an owner whose baseline decayed below this (messages per window) is forgotten
+KEEP = list(EVIDENCE_COLUMNS)
+
+
+@dataclass
+class _Episode:
+    start_w: int  # first excessive window
+    last_w: int
+    opening: list[str]
+    messages: int = 0
+    fills: int = 0
+    by_instrument: dict = field(default_factory=dict)  # instrument -> messages
+    peak_owner_x: float = 0.0
+    peak_venue_x: float = 0.0
+    baseline_per_s: float = 0.0  # at the first excessive window
+    norm_per_s: float = 0.0
+    evidence: list = field(default_factory=list)  # row dicts
+
+
+@dataclass
+class MessagingState:
+    first_w: int | None = None  # first window the venue was watched
+    window: int | None = None  # the open window
+    counts: dict = field(default_factory=dict)  # (owner, instrument) -> [messages, fills] in the open window
+    rows: list = field(default_factory=list)  # the open window's rows (tables), for evidence
+    baselines: dict = field(default_factory=dict)  # owner -> [ewma of messages per window, window it is as of]
+    episodes: dict = field(default_factory=dict)  # owner -> _Episode (open)
+    last_ns: int = 0
+
+
+class ExcessiveMessaging(Detector):
+    name = "excessive_messaging"
+    version = "1.0"
+    key_columns = ("venue",)
+    description = ("An owner's order-message rate (new, amend, cancel) far above its own baseline and the venue's "
+                   "norm, with a high order-to-trade ratio: quote stuffing.")
+    param_docs = {
+        "window_ms": ("ms", "message rates are counted over fixed event-time windows of this length"),
+        "baseline_ms": ("ms", "time constant of the owner's exponentially weighted baseline message rate"),
+        "owner_multiple": ("x owner baseline", "the window's rate is at least this multiple of the owner's own "
+                                               "baseline rate"),
+        "venue_multiple": ("x venue norm", "... and of the venue's norm (median baseline of the owners seen on it)"),
+        "min_messages_per_s": ("messages/s", "... and at least this many messages per second"),
+        "min_order_trade_ratio": ("messages per fill", "... with at least this many messages per fill (one fill "
+                                                       "at least)"),
+        "min_history_ms": ("ms", "nothing alerts until the venue has been watched this long (baselines need a past)"),
+    }
+
+    def __init__(self, window_ms: int = 5_000, baseline_ms: int = 1_800_000, owner_multiple: float = 10.0,
+                 venue_multiple: float = 10.0, min_messages_per_s: float = 2.0, min_order_trade_ratio: float = 10.0,
+                 min_history_ms: int = 60_000):
+        if window_ms <= 0 or baseline_ms < window_ms:
+            raise ValueError("window_ms must be > 0 and baseline_ms >= window_ms")
+        if min_history_ms < 0:
+            raise ValueError("min_history_ms must be >= 0")
+        if owner_multiple <= 1 or venue_multiple < 0 or min_messages_per_s <= 0 or min_order_trade_ratio < 0:
+            raise ValueError("owner_multiple must be > 1, min_messages_per_s > 0, venue_multiple and "
+                             "min_order_trade_ratio >= 0")
+        self.window_ms = int(window_ms)
+        self.baseline_ms = int(baseline_ms)
+        self.owner_multiple = float(owner_multiple)
+        self.venue_multiple = float(venue_multiple)
+        self.min_messages_per_s = float(min_messages_per_s)
+        self.min_order_trade_ratio = float(min_order_trade_ratio)
+        self.min_history_ms = int(min_history_ms)
+        self._alpha = self.window_ms / self.baseline_ms  # EWMA weight of one window
+
+    # -- contract ---------------------------------------------------------------------------
+    def select(self, events: pa.Table) -> pa.Table:
+        """Owners' order events that are messages (new, amend, cancel) or fills."""
+        keep = pc.and_(pc.equal(events.column("kind"), Kind.ORDER.value), pc.is_valid(events.column("owner")))
+        keep = pc.and_(keep, pc.is_in(events.column("action"), _COUNTED))
+        return events.filter(pc.fill_null(keep, False))
+
+    def new_state(self) -> MessagingState:
+        return MessagingState()
+
+    def is_idle(self, state: MessagingState, now_ns: int) -> bool:
+        # After ~40 time constants every baseline has decayed to nothing: a fresh state reads alike.
+        return not state.episodes and not state.counts and now_ns - state.last_ns > 40 * self.baseline_ms * MS
+
+    def update(self, state: MessagingState, events: pa.Table) -> list[Alert]:
+        n = events.num_rows
+        if n == 0:
+            return []
+        venue = events.column("venue")[0].as_py()
+        ts = events.column("ts").cast(pa.int64()).to_numpy()
+        w = ts // (self.window_ms * MS)
+        cuts = np.concatenate(([0], np.flatnonzero(np.diff(w)) + 1, [n]))
+        out: dict[str, Alert] = {}
+        for s, e in zip(cuts[:-1], cuts[1:]):
+            win = int(w[s])
+            if state.window is not None and win != state.window:
+                for a in self._close(state, venue, win):
+                    out[a.alert_id] = a
+            if state.first_w is None:
+                state.first_w = win
+            state.window = win
+            self._count(state, events.slice(int(s), int(e - s)))
+        state.last_ns = int(ts[-1])
+        return list(out.values())
+
+    def flush(self, state: MessagingState) -> list[Alert]:
+        if state.window is None or not state.rows:
+            return []
+        venue = state.rows[0].column("venue")[0].as_py()
+        return self._close(state, venue, state.window + 1)
+
+    # -- windows ------------------------------------------------------------------------------
+    def _count(self, state: MessagingState, part: pa.Table) -> None:
+        fill = pc.equal(part.column("action"), Action.FILL.value)
+        g = pa.table({"owner": part.column("owner"), "instrument": pc.fill_null(part.column("instrument"), ""),
+                      "m": pc.cast(pc.invert(fill), pa.int64()), "f": pc.cast(fill, pa.int64())})
+        agg = g.group_by(["owner", "instrument"]).aggregate([("m", "sum"), ("f", "sum")])
+        for o, i, m, f in zip(*(agg.column(c).to_pylist() for c in ("owner", "instrument", "m_sum", "f_sum"))):
+            c = state.counts.setdefault((o, i), [0, 0])
+            c[0] += m
+            c[1] += f
+        state.rows.append(part.select(KEEP))
+
+    def _baseline(self, state: MessagingState, owner: str, win: int) -> float:
+        """The owner's baseline, messages per window, as of the window before ``win`` (bias-corrected)."""
+        b = state.baselines.get(owner)
+        if b is None:
+            return 0.0
+        decayed = b[0] * (1 - self._alpha) ** (win - 1 - b[1])
+        # Bias-corrected for the windows observed before this one, but never for fewer than the
+        # warm-up: a mean over two or three windows would let the first messages of a flood
+        # (before it is excessive) lift the bar it is then measured against.
+        watched = max(win - state.first_w, -(-self.min_history_ms // self.window_ms))
+        return decayed / (1 - (1 - self._alpha) ** watched) if watched > 0 else 0.0
+
+    def _close(self, state: MessagingState, venue: str, next_w: int) -> list[Alert]:
+        win = state.window
+        per_owner: dict[str, list] = {}
+        for (o, i), (m, f) in sorted(state.counts.items()):
+            p = per_owner.setdefault(o, [0, 0, {}])
+            p[0] += m
+            p[1] += f
+            if m:
+                p[2][i] = p[2].get(i, 0) + m
+        secs = self.window_ms / 1000
+        base = {o: self._baseline(state, o, win) for o in state.baselines}
+        norm = float(np.median(list(base.values()))) / secs if base else 0.0
+        alerts = []
+        rows = None
+        excessive = set()
+        warm = (win - state.first_w) * self.window_ms >= self.min_history_ms
+        for o, (m, f, by_inst) in per_owner.items():
+            rate = m / secs
+            own = base.get(o, 0.0) / secs
+            ratio = m / max(f, 1)
+            if (rate >= self.min_messages_per_s and rate >= self.owner_multiple * own
+                    and rate >= self.venue_multiple * norm and ratio >= self.min_order_trade_ratio):
+                excessive.add(o)  # judged in the warm-up too: a flood then must not become the baseline
+            if o in excessive and warm:
+                if rows is None:
+                    rows = pa.concat_tables(state.rows)
+                alerts.append(self._extend(state, o, venue, win, m, f, by_inst, own, norm, rows))
+            else:
+                state.episodes.pop(o, None)
+        for o in [o for o, ep in state.episodes.items() if ep.last_w != win]:
+            del state.episodes[o]  # an owner silent in this window ends its episode
+        # Fold the window into the baselines (after judging it: a window is measured against its
+        # past).  An excessive window leaves the owner's baseline where it was, so a flood cannot
+        # raise its own bar within minutes; a lasting change of pace reads as one long episode.
+        keep_a = 1 - self._alpha
+        for o, (m, _, _) in per_owner.items():
+            b = state.baselines.setdefault(o, [0.0, win - 1])
+            decayed = b[0] * keep_a ** (win - 1 - b[1])
+            b[0] = decayed if o in excessive else decayed * keep_a + self._alpha * m
+            b[1] = win
+        if next_w % 64 == 0:  # now and then, forget owners whose baseline has decayed to nothing
+            for o in [o for o, b in state.baselines.items() if b[0] * keep_a ** (next_w - b[1]) < MIN_BASELINE]:
+                del state.baselines[o]
+        state.counts, state.rows = {}, []
+        return alerts
+
+    def _extend(self, state, owner, venue, win, m, f, by_inst, own, norm, rows: pa.Table) -> Alert:
+        mine = rows.filter(pc.equal(rows.column("owner"), owner))
+        sample = to_rows(mine.slice(0, EVIDENCE_PER_WINDOW))
+        ep = state.episodes.get(owner)
+        if ep is None:
+            ep = state.episodes[owner] = _Episode(win, win, sorted(evidence_id(r) for r in sample[:3]),
+                                                  baseline_per_s=own, norm_per_s=norm)
+        ep.last_w = win
+        ep.messages += m
+        ep.fills += f
+        for i, k in by_inst.items():
+            ep.by_instrument[i] = ep.by_instrument.get(i, 0) + k
+        rate = m / (self.window_ms / 1000)
+        ep.peak_owner_x = max(ep.peak_owner_x, rate / own if own else float("inf"))
+        ep.peak_venue_x = max(ep.peak_venue_x, rate / norm if norm else float("inf"))
+        if len(ep.evidence) < MAX_EVIDENCE:
+            ep.evidence.extend(sample[: MAX_EVIDENCE - len(ep.evidence)])
+        return self._alert(ep, owner, venue)
+
+    def _alert(self, ep: _Episode, owner: str, venue: str) -> Alert:
+        w_ns = self.window_ms * MS
+        start, end = ep.start_w * w_ns, (ep.last_w + 1) * w_ns
+        secs = (end - start) / 1e9
+        rate = ep.messages / secs
+        instrument = max(sorted(ep.by_instrument), key=lambda i: ep.by_instrument[i]) or None
+        otr = ep.messages / max(ep.fills, 1)
+        summary = (f"{owner} sent {ep.messages:,} order messages on {venue} in {secs:.0f}s ({rate:.1f}/s, "
+                   f"{rate / ep.baseline_per_s if ep.baseline_per_s else float('inf'):.0f}x its baseline "
+                   f"{ep.baseline_per_s:.2f}/s, {rate / ep.norm_per_s if ep.norm_per_s else float('inf'):.0f}x the "
+                   f"venue norm {ep.norm_per_s:.2f}/s) with {ep.fills} fills (order-to-trade ratio {otr:.0f}), "
+                   f"mostly {instrument}")
+        multiple = min(ep.peak_owner_x, ep.peak_venue_x)
+        severity = Severity.HIGH if multiple >= 50 else Severity.MEDIUM if multiple >= 20 else Severity.LOW
+        evidence = pa.Table.from_pylist(ep.evidence, schema=EVIDENCE_SCHEMA)
+        return Alert.build(
+            detector=self.name, version=self.version, key=f"{owner}|{venue}", window_start_ns=start,
+            window_end_ns=end, opening_evidence=ep.opening, evidence=evidence, severity=severity,
+            score=round(min(multiple, 1e6), 6), instrument=instrument, venues=[venue], owners=[owner],
+            accounts=sorted({r["account"] for r in ep.evidence if r["account"]}), summary=summary,
+            params=self.params(),
+            metrics={"messages": ep.messages, "fills": ep.fills, "duration_s": round(secs, 3),
+                     "messages_per_s": round(rate, 6), "baseline_per_s": round(ep.baseline_per_s, 6),
+                     "venue_norm_per_s": round(ep.norm_per_s, 6), "order_trade_ratio": round(otr, 6),
+                     "peak_owner_multiple": round(min(ep.peak_owner_x, 1e9), 6),
+                     "by_instrument": dict(sorted(ep.by_instrument.items()))},
+        )

@@ -1,0 +1,363 @@
+"""Front running: an owner trades ahead of another owner's large trade, the same way, and unwinds after it.
+
+NOT REGISTERED (not in ``detectors.REGISTRY``, so no run uses it): measured on the scenario
+generator it reaches precision 0.05 / recall 0.42 over 4 seeds and raises 20 alerts on the
+default market; busy background owners close exact positions around confirmed large trades
+too often.  The next step is judging an owner against its own history of exact round trips.
+
+Per instrument, a trade is *large* when its quantity is at least ``large_multiple`` x the
+venue's typical traded size (median of its trades in the last ``typical_window_ms``) and its
+aggressor side names an owner (the "victim").  Large trades are common on a busy venue, so one
+is only examined once it has proved to carry information: over the ``hold_ms`` after it the
+venue's price level (median trade price) stays at least ``min_move_bps`` its way from the level
+before it — the lasting move a front-runner bets on.  ``unwind_ms`` after the large trade it is
+decided (or at end of input).  Each other owner — not the victim, not in its linked group — is
+named when, on the large trade's venue:
+
+- it took liquidity the victim's way in the ``lead_ms`` before (aggressive trades): some of
+  those trades, at most ``max_trades`` of them, make a position of at least
+  ``min_position_multiple`` x the typical size;
+- within ``unwind_ms`` after the large trade, at most ``max_trades`` of its trades the other way
+  close exactly that position (their quantities sum to it within ``unwind_tolerance`` of it): a
+  front-runner goes flat, while a busy owner's flow both ways only matches by accident — so the
+  match must be unlikely by chance: the subset pairs tried, times the width of a match (the
+  venue's size increment, read off its traded sizes, or the tolerance) over the position, at
+  most ``max_chance_matches``;
+  front trades already in an alert are not matched again to a later large trade.  The
+  position is matched trade by trade rather than netted, because a front-runner may be a busy
+  trader whose unrelated trades surround the episode;
+- at an average price at least ``min_profit_bps`` better than it paid.
+
+Decisions use event time and the rows up to each large trade's horizon only, so alerts do not
+depend on batching.  Only confirmed candidates build an alert.  State per instrument: each
+venue's typical size, the last ``lead_ms`` (and any undecided large trade's span)
+of trades, the undecided large trades.
+
+>>> from tests.conftest import events
+>>> bg = [(float(i), "buy" if i % 2 else "sell", 100.0, 1 + (i % 3 - 1) / 100, "B", "S") for i in range(30)]
+>>> ep = [(40.0, "buy", 100.0, 2.0, "FR", "S"), (45.0, "buy", 100.0, 20.0, "BIG", "S"),  # front trade, large trade
+...       (50.0, "sell", 100.2, 1.0, "B", "S"), (60.0, "sell", 100.2, 2.0, "B", "FR")]  # price holds; the unwind
+>>> rows = bg + ep
+>>> n = len(rows)
+>>> t = events(ts=[r[0] for r in rows], kind=["trade"] * n, venue=["SHARED"] * n, instrument=["BTC/USDT"] * n,
+...            side=[r[1] for r in rows], price=[r[2] for r in rows], qty=[r[3] for r in rows],
+...            buy_owner=[r[4] for r in rows], sell_owner=[r[5] for r in rows], buy_group=[r[4] for r in rows],
+...            sell_group=[r[5] for r in rows], trade_id=[f"t{i}" for i in range(n)])
+>>> d = FrontRunning()
+>>> [a.summary for a in d.update(d.new_state(), d.select(t)) + d.flush(d.new_state())]
+[]
+>>> s = d.new_state(); _ = d.update(s, d.select(t)); [a.summary for a in d.flush(s)]  # doctest: +NORMALIZE_WHITESPACE
+['FR front-ran BIG in BTC/USDT on SHARED: bought 2 (2x typical 1) in the 5.0s before BIG bought 20 (20x typical),
+  which moved the price +20.0 bps for good; sold 2 (100% of it) 15.0s after it, 20.0 bps better than it paid']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import combinations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from detectors._orders import MIN_TYPICAL_SAMPLES, RollingQuantile
+from detectors.base import Detector
+from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
+from surveil.schemas import Kind, Side, to_rows
+
+MS = 1_000_000
+BUY, SELL = Side.BUY.value, Side.SELL.value
+KEEP = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ("buy_group", "sell_group")
+ARRAYS = ("ts", "venue", "side", "price", "qty", "buy_owner", "sell_owner", "buy_group", "sell_group")
+
+
+@dataclass
+class FrontState:
+    last_ns: int = 0
+    instrument: str = ""
+    typical: dict = field(default_factory=dict)  # venue -> RollingQuantile of traded sizes
+    rows: pa.Table | None = None  # recent trades (KEEP columns), event order
+    pending: list = field(default_factory=list)  # undecided large trades: (ts, row position in `rows` order, typical)
+    claimed: set = field(default_factory=set)  # seqs of front trades already in an alert
+    seq: int = 0  # rows ever appended: a pending row's position is seq-based, stable under trimming
+    base: int = 0  # seq of rows[0]
+
+
+def _np(t: pa.Table, c: str) -> np.ndarray:
+    col = t.column(c)
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(pc.fill_null(col, "").to_numpy(zero_copy_only=False), dtype=object)
+    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
+
+
+def _subset_sums(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of every non-empty subset of at most ``k`` of ``q``, and each subset as a bit mask.
+
+    >>> s, m = _subset_sums(np.array([1.0, 2.0, 4.0]), 2)
+    >>> sorted(zip(s.tolist(), m.tolist()))
+    [(1.0, 1), (2.0, 2), (3.0, 3), (4.0, 4), (5.0, 5), (6.0, 6)]
+    """
+    sums, masks = [], []
+    for r in range(1, min(k, len(q)) + 1):
+        idx = _combos(len(q), r)
+        sums.append(q[idx].sum(1))
+        masks.append((np.int64(1) << idx).sum(1))
+    return np.concatenate(sums), np.concatenate(masks)
+
+
+@lru_cache(maxsize=256)
+def _combos(n: int, r: int) -> np.ndarray:
+    return np.array(list(combinations(range(n), r)), dtype=np.int64).reshape(-1, r)
+
+
+def _size_step(qty: np.ndarray) -> float:
+    """The venue's size increment (lot), read off its traded sizes: the smallest gap between two of them.
+
+    >>> _size_step(np.array([0.5, 0.75, 2.0, 0.5]))
+    0.25
+    """
+    u = np.unique(qty[qty > 0])
+    d = np.diff(u)
+    d = d[d > 1e-9 * u[1:]]  # float noise in sizes that are the same number of lots
+    return float(d.min()) if len(d) else float(u[0]) if len(u) else 1.0
+
+
+def _members(mask: int) -> np.ndarray:
+    return np.flatnonzero([(int(mask) >> j) & 1 for j in range(int(mask).bit_length())])
+
+
+class FrontRunning(Detector):
+    name = "front_running"
+    version = "2.0"
+    key_columns = ("instrument",)
+    description = ("An owner builds a one-sided position just before another (unlinked) owner's large trade the "
+                   "same way, the large trade moves the price for good, and the owner unwinds the position at a "
+                   "profit after it.")
+    param_docs = {
+        "large_multiple": ("x typical size", "a trade is large from this multiple of its venue's typical traded size"),
+        "min_move_bps": ("bps", "the venue's price level over hold_ms after the large trade, its way, beyond the "
+                                "level before it (the large trade carried information)"),
+        "hold_ms": ("ms", "how long after the large trade the move must hold"),
+        "lead_ms": ("ms", "how long before the large trade the front-runner's trades count"),
+        "unwind_ms": ("ms", "how long after the large trade the position must be unwound"),
+        "min_position_multiple": ("x typical size", "the position built ahead (aggressive trades the large trade's "
+                                                    "way, net of trades the other way)"),
+        "max_trades": ("trades", "the position is built, and unwound, in at most this many trades each way"),
+        "max_chance_matches": ("matches", "the expected number of chance matches among the trade subsets tried "
+                                          "(sums spread over the position's size in steps of the venue's size "
+                                          "increment, the smallest gap between its traded sizes) must be at most this"),
+        "unwind_tolerance": ("share of position", "the trades back sum to the position to within this share"),
+        "min_profit_bps": ("bps", "the unwinding trades' average price beats the position's by this much"),
+        "typical_window_ms": ("ms", "how far back the venue's typical traded size is measured"),
+        "level_trades": ("trades", "the price level before the large trade is the median of this many trades"),
+    }
+
+    def __init__(self, large_multiple: float = 10.0, min_move_bps: float = 4.0, hold_ms: int = 30_000,
+                 lead_ms: int = 30_000, unwind_ms: int = 120_000, min_position_multiple: float = 1.0,
+                 max_trades: int = 3, unwind_tolerance: float = 0.0, max_chance_matches: float = 0.1,
+                 min_profit_bps: float = 2.0,
+                 typical_window_ms: int = 300_000,
+                 level_trades: int = 5):
+        if large_multiple <= 1 or min(lead_ms, unwind_ms, hold_ms, typical_window_ms) <= 0:
+            raise ValueError("large_multiple must be > 1; lead_ms, unwind_ms, hold_ms, typical_window_ms > 0")
+        if hold_ms > unwind_ms:
+            raise ValueError("hold_ms must be <= unwind_ms (the decision comes unwind_ms after the large trade)")
+        if min_position_multiple <= 0 or not 1 <= max_trades <= 5 or not 0 <= unwind_tolerance < 1:
+            raise ValueError("min_position_multiple must be > 0, max_trades in [1, 5], unwind_tolerance in [0, 1)")
+        if min_move_bps < 0 or level_trades < 1 or max_chance_matches <= 0:
+            raise ValueError("min_move_bps must be >= 0, level_trades >= 1, max_chance_matches > 0")
+        self.large_multiple = float(large_multiple)
+        self.min_move_bps = float(min_move_bps)
+        self.hold_ms = int(hold_ms)
+        self.lead_ms = int(lead_ms)
+        self.unwind_ms = int(unwind_ms)
+        self.min_position_multiple = float(min_position_multiple)
+        self.max_trades = int(max_trades)
+        self.unwind_tolerance = float(unwind_tolerance)
+        self.max_chance_matches = float(max_chance_matches)
+        self.min_profit_bps = float(min_profit_bps)
+        self.typical_window_ms = int(typical_window_ms)
+        self.level_trades = int(level_trades)
+
+    # -- contract ---------------------------------------------------------------------------
+    def select(self, events: pa.Table) -> pa.Table:
+        """Trades with at least one owner (public tapes carry none: no one to name)."""
+        has_owner = pc.or_(pc.is_valid(events.column("buy_owner")), pc.is_valid(events.column("sell_owner")))
+        return events.filter(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value), has_owner))
+
+    def new_state(self) -> FrontState:
+        return FrontState()
+
+    def is_idle(self, state: FrontState, now_ns: int) -> bool:
+        return not state.pending and now_ns - state.last_ns > max(self.typical_window_ms,
+                                                                 self.lead_ms) * MS
+
+    def update(self, state: FrontState, events: pa.Table) -> list[Alert]:
+        if not events.num_rows:
+            return []
+        instrument = state.instrument = events.column("instrument")[0].as_py()
+        part = events.select(list(KEEP))
+        ts, venue, qty = _np(part, "ts"), _np(part, "venue"), _np(part, "qty")
+        side, bo, so = _np(part, "side"), _np(part, "buy_owner"), _np(part, "sell_owner")
+        victim = np.where(side == BUY, bo, np.where(side == SELL, so, ""))
+        # the typical size is a rolling median, row by row (cheap); everything else is vectorised
+        for i in range(len(ts)):
+            t, v, q = int(ts[i]), venue[i], float(qty[i])
+            typ = state.typical.get(v)
+            if typ is None:
+                typ = state.typical[v] = RollingQuantile(self.typical_window_ms * MS)
+            typical = typ.quantile(t, min_samples=MIN_TYPICAL_SAMPLES)
+            if victim[i] and typical and q >= self.large_multiple * typical:
+                state.pending.append((t, state.seq + i, typical))
+            if q > 0:
+                typ.add(t, q)
+        state.seq += len(ts)
+        state.rows = part if state.rows is None else pa.concat_tables([state.rows, part])
+        state.last_ns = int(ts[-1])
+        out = self._decide(state, instrument, int(ts[-1]), final=False)
+        self._trim(state)
+        return out
+
+    def flush(self, state: FrontState) -> list[Alert]:
+        if state.rows is None or not state.pending:
+            return []
+        return self._decide(state, state.instrument, state.last_ns, final=True)
+
+    # -- steps ------------------------------------------------------------------------------
+    def _trim(self, state: FrontState) -> None:
+        keep_from = state.last_ns - (self.lead_ms) * MS
+        if state.pending:
+            keep_from = min(keep_from, state.pending[0][0] - (self.lead_ms) * MS)
+        ts = _np(state.rows, "ts")
+        k = int(np.searchsorted(ts, keep_from, side="left"))
+        if k:
+            state.rows = state.rows.slice(k).combine_chunks() if k < len(ts) else state.rows.slice(len(ts))
+            state.base += k
+            state.claimed = {q for q in state.claimed if q >= state.base}
+
+    def _decide(self, state: FrontState, instrument: str, now: int, final: bool) -> list[Alert]:
+        horizon = self.unwind_ms * MS
+        due = [p for p in state.pending if final or p[0] + horizon < now]
+        if not due:
+            return []
+        state.pending = [p for p in state.pending if not (final or p[0] + horizon < now)]
+        rows = state.rows
+        a = {c: _np(rows, c) for c in ARRAYS}
+        a["aggr"] = np.where(a["side"] == BUY, a["buy_owner"], np.where(a["side"] == SELL, a["sell_owner"], ""))
+        out = []
+        for t, seq, typical in due:
+            i = seq - state.base
+            for f in self._examine(a, i, typical):
+                claimed = {state.base + int(j) for j in f[1]}
+                if claimed & state.claimed:  # these front trades already explain an earlier large trade
+                    continue
+                state.claimed |= claimed
+                out.append(self._alert(rows, a, i, typical, instrument, *f))
+        return out
+
+    def _examine(self, a: dict, i: int, typical: float) -> list[tuple]:
+        ts, t = a["ts"], int(a["ts"][i])
+        same = a["venue"] == a["venue"][i]
+        side = a["side"][i]
+        sign = 1.0 if side == BUY else -1.0
+        # 1. the lasting move: level over (t, t + hold] against the level before t
+        lo_i = int(np.searchsorted(ts, t - self.lead_ms * MS, side="left"))
+        hi_i = int(np.searchsorted(ts, t + self.unwind_ms * MS, side="right"))
+        before = np.flatnonzero(same[:i])[-self.level_trades:]
+        after_mask = same & (ts > t) & (ts <= t + self.hold_ms * MS)
+        if not len(before) or not after_mask.any():
+            return []
+        px = a["price"]
+        move = (np.median(px[after_mask]) / np.median(px[before]) - 1) * 1e4 * sign
+        if move < self.min_move_bps:
+            return []
+        # 2. the owners that took liquidity the victim's way in the lead
+        victim = a["aggr"][i]
+        vgroup = a["buy_group"][i] if side == BUY else a["sell_group"][i]
+        mine, theirs = ("buy_owner", "sell_owner") if side == BUY else ("sell_owner", "buy_owner")
+        mine_g = "buy_group" if side == BUY else "sell_group"
+        lead = np.arange(lo_i, i)
+        took = lead[same[lead] & (a["side"][lead] == side)]
+        aft = np.arange(i + 1, hi_i)
+        aft = aft[same[aft]]
+        found = []
+        for o in sorted({o for o in a[mine][took].tolist() if o and o != victim}):
+            fr_all = took[a[mine][took] == o]
+            if vgroup and a[mine_g][fr_all[0]] == vgroup:
+                continue
+            back_all = aft[a[theirs][aft] == o]
+            if not len(back_all):
+                continue
+            # 3. a position of at most max_trades of them, closed by at most max_trades trades back
+            fr_all, back_all = fr_all[-8:], back_all[:24]  # bounds the search; the nearest trades count
+            fs, fi = _subset_sums(a["qty"][fr_all], self.max_trades)
+            us, ui = _subset_sums(a["qty"][back_all], self.max_trades)
+            pairs = len(fs) * len(us)
+            ok = fs >= self.min_position_multiple * typical
+            fs, fi = fs[ok], fi[ok]
+            if not len(fs) or not len(us):
+                continue
+            order = np.argsort(us)
+            us, ui = us[order], ui[order]
+            k = np.clip(np.searchsorted(us, fs), 1, len(us) - 1) if len(us) > 1 else np.zeros(len(fs), int)
+            near = np.where(np.abs(us[k] - fs) <= np.abs(us[k - 1] - fs), k, k - 1) if len(us) > 1 else k
+            gap = np.abs(us[near] - fs) / fs
+            match = np.flatnonzero(gap <= self.unwind_tolerance + 1e-9)  # float sums of exact lots
+            if not len(match):
+                continue
+            m = match[np.argmax(fs[match])]  # the largest matched position
+            # How many of the subset pairs tried would match this closely by chance, were their sums
+            # spread over the position's size in steps of the venue's size increment: a busy
+            # owner's many trades both ways offer many pairs, so its match proves less.
+            chance = pairs * max(2 * self.unwind_tolerance * fs[m], _size_step(a["qty"][same])) / fs[m]
+            if chance > self.max_chance_matches:
+                continue
+            fr = fr_all[_members(fi[m])]
+            closing = back_all[_members(ui[near[m]])]
+            position, unwound = float(fs[m]), float(us[near[m]])
+            got = float((px[closing] * a["qty"][closing]).sum() / unwound)
+            paid = float((px[fr] * a["qty"][fr]).sum() / position)
+            profit = (got / paid - 1) * 1e4 * sign
+            if profit < self.min_profit_bps:
+                continue
+            found.append((o, fr, closing, position, unwound, move, profit, chance))
+        return found
+
+    def _alert(self, rows: pa.Table, a: dict, i: int, typical: float, instrument: str, owner: str, fr: np.ndarray,
+               closing: np.ndarray, position: float, unwound: float, move: float, profit: float,
+               chance: float) -> Alert:
+        fr, closing = np.sort(fr), np.sort(closing)
+        side, venue, large_qty = a["side"][i], a["venue"][i], float(a["qty"][i])
+        victim = a["aggr"][i]
+        idx = np.concatenate([fr, [i], closing])
+        ev = rows.take(pa.array(idx))
+        ev = ev.append_column("instrument", pa.array([instrument] * len(idx), pa.string()))
+        ev_rows = to_rows(ev)
+        opening = sorted(evidence_id(r) for r in ev_rows[: len(fr) + 1])
+        acct, back = ("buy_account", "sell_account") if side == BUY else ("sell_account", "buy_account")
+        mine = "buy_owner" if side == BUY else "sell_owner"
+        accounts = sorted({r[acct] for r in ev_rows[: len(fr)] if r[acct]}
+                          | {r[back] for r in ev_rows[len(fr) + 1:] if r[back] and r[mine] != owner})
+        built = float(a["qty"][fr].sum())
+        t_large = int(a["ts"][i])
+        lead_s = (t_large - int(a["ts"][fr[0]])) / 1e9
+        after_s = (int(a["ts"][closing[-1]]) - t_large) / 1e9
+        verb, back_verb = ("bought", "sold") if side == BUY else ("sold", "bought")
+        summary = (f"{owner} front-ran {victim} in {instrument} on {venue}: {verb} {built:.10g} "
+                   f"({built / typical:.0f}x typical {typical:.10g}) in the {lead_s:.1f}s before {victim} "
+                   f"{verb} {large_qty:.10g} ({large_qty / typical:.0f}x typical), which moved the price "
+                   f"{'+' if side == BUY else '-'}{move:.1f} bps for good; {back_verb} {unwound:.10g} "
+                   f"({unwound / position:.0%} of it) {after_s:.1f}s after it, {profit:.1f} bps better than it paid")
+        severity = Severity.HIGH if profit >= 10 else Severity.MEDIUM if profit >= 5 else Severity.LOW
+        return Alert.build(
+            detector=self.name, version=self.version, key=f"{owner}|{instrument}",
+            window_start_ns=int(a["ts"][fr[0]]), window_end_ns=int(a["ts"][closing[-1]]), opening_evidence=opening,
+            evidence=ev, severity=severity, score=round(profit, 6), instrument=instrument, venues=[venue],
+            owners=[owner], accounts=accounts, summary=summary, params=self.params(),
+            metrics={"victim": victim, "side": side, "position_qty": position, "front_qty": built,
+                     "large_qty": large_qty, "typical_qty": typical, "unwound_qty": unwound,
+                     "move_bps": round(float(move), 6), "lead_s": round(lead_s, 3), "unwind_s": round(after_s, 3),
+                     "profit_bps": round(profit, 6), "chance_matches": round(float(chance), 6)},
+        )

@@ -1,0 +1,187 @@
+"""behaviour_anomaly: features with known values, warm-up, drift reset, and the contract market."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from detectors._features import MARKET_FEATURES, OWNER_FEATURES, market_features, owner_features, recent_news
+from detectors.base import split_by_key
+from detectors.behaviour_anomaly import BehaviourAnomaly
+from tests.conftest import events
+
+S = 1_000_000_000
+
+
+def _feat(window, owner, news=None):
+    f = owner_features(window, news, window_ms=60_000)
+    return dict(zip(OWNER_FEATURES, f.values[f.owners.index(owner)].tolist()))
+
+
+def test_owner_features_on_a_hand_built_window():
+    # X: rests a buy of 10 and cancels it 0.5 s later, another buy cancelled after 5 s, a sell cancelled never;
+    # trades: X sells 1 to Y (X aggressor, HK), sells 1 to Y (Y aggressor, OV), buys 2 from Z (X aggressor, HK)
+    t = events(
+        ts=[1.0, 1.5, 2.0, 3.0, 7.0, 8.0, 9.0, 10.0],
+        kind=["order", "order", "order", "order", "order", "trade", "trade", "trade"],
+        action=["new", "cancel", "new", "new", "cancel", None, None, None],
+        order_id=["o1", "o1", "o2", "o3", "o2", None, None, None],
+        side=["buy", "buy", "buy", "sell", "buy", "sell", "buy", "buy"],
+        qty=[10.0, 10.0, 3.0, 1.0, 3.0, 1.0, 1.0, 2.0],
+        price=[99.0, 99.0, 98.0, 101.0, 98.0, 100.0, 100.0, 101.0],
+        owner=["X"] * 5 + [None] * 3, account=["HK-X"] * 5 + [None] * 3,
+        venue=["SHARED"] * 8, instrument=["I"] * 8,
+        buy_owner=[None] * 5 + ["Y", "Y", "X"], sell_owner=[None] * 5 + ["X", "X", "Z"],
+        buy_group=[None] * 5 + ["Y", "Y", "G"], sell_group=[None] * 5 + ["G", "G", "Z"],
+        buy_platform=[None] * 5 + ["OVSAFF", "OVSAFF", "HKVATP"],
+        sell_platform=[None] * 5 + ["HKVATP", "OVSAFF", "OVSAFF"])
+    x = _feat(t, "X")
+    assert x["msg_rate"] == pytest.approx(np.log1p(5))  # 5 messages in a 60 s window
+    assert x["order_to_trade"] == pytest.approx(np.log1p(5 / 4))  # 3 trade legs + 1
+    assert x["cancel_rate"] == pytest.approx(2 / 3)
+    assert x["fast_cancel_share"] == pytest.approx(1 / 2)  # o1 after 0.5 s; o2 after 5 s
+    typical = 1.0  # median trade quantity
+    assert x["cancel_to_trade_qty"] == pytest.approx(np.log1p(13 / (4 + typical)))
+    # X sold and bought: its buy cancels (13) count against its sales
+    assert x["opposite_cancel"] == pytest.approx(np.log1p(13 / (4 + typical)))
+    assert x["self_share"] == 0 and x["group_share"] == 0
+    assert x["platform_mix"] == pytest.approx(1 / 4)  # 1 of 4 on OVSAFF
+    assert x["aggressiveness"] == pytest.approx(3 / 4)
+    assert x["position_build"] == pytest.approx(0.0)  # bought 2, sold 2
+    assert x["position_reversal"] == pytest.approx(np.log1p(4))
+    assert x["counterparty_round_trip"] == 0  # sold to Y, bought from Z
+    assert x["participation"] == pytest.approx(1.0)  # in every trade of the window
+    # sold at 100, bought at 101: -1 per unit over a range of 1
+    assert x["realised_spread"] == pytest.approx(-1.0)
+    y = _feat(t, "Y")
+    assert y["aggressiveness"] == pytest.approx(1 / 2) and y["position_build"] == pytest.approx(np.log1p(2))
+    assert y["msg_rate"] == 0 and y["cancel_rate"] == 0
+
+
+def test_self_group_counterparty_and_off_market_features():
+    n = 12
+    price = [100.0] * n
+    price[6] = 103.0  # one print 3% off its neighbours
+    buy = ["A", "B", "A", "C", "D", "E", "F", "E", "D", "F", "E", "D"]
+    sell = ["A", "A", "B", "B", "E", "D", "E", "F", "F", "D", "F", "E"]
+    group = {"A": "A", "B": "B", "C": "C", "D": "G", "E": "G", "F": "F"}
+    t = events(ts=np.arange(n, dtype=float), kind=["trade"] * n, venue=["SHARED"] * n, instrument=["I"] * n,
+               price=price, qty=[1.0] * n, side=["buy"] * n, buy_owner=buy, sell_owner=sell,
+               buy_group=[group[o] for o in buy], sell_group=[group[o] for o in sell])
+    a = _feat(t, "A")
+    assert a["self_share"] == pytest.approx(2 / 4)  # both legs of trade 0 of its 4 legs
+    assert a["counterparty_round_trip"] == pytest.approx(2 / 4)  # sold 1 to B, bought 1 from B
+    d = _feat(t, "D")
+    assert d["group_share"] == pytest.approx(3 / 5)  # D traded with E (same group) 3 times of 5
+    f = _feat(t, "F")
+    assert f["price_dev_bps"] == pytest.approx(300.0)
+    assert _feat(t, "C")["price_dev_bps"] == 0
+
+
+def test_cancel_latency_across_the_window_edge():
+    prev = events(ts=[59.7], kind=["order"], action=["new"], order_id=["o9"], owner=["X"], side=["buy"],
+                  qty=[1.0], price=[1.0], venue=["SHARED"], instrument=["I"])
+    news = recent_news(prev, 60 * S, 1_000)
+    assert news.column("order_id").to_pylist() == ["o9"]
+    now = events(ts=[60.2], kind=["order"], action=["cancel"], order_id=["o9"], owner=["X"], side=["buy"],
+                 qty=[1.0], price=[1.0], venue=["SHARED"], instrument=["I"])
+    assert _feat(now, "X", news)["fast_cancel_share"] == 1.0
+    assert _feat(now, "X", None)["fast_cancel_share"] == 0.0  # without the earlier new, latency unknown
+
+
+def test_market_features():
+    t = events(ts=[0.0, 1.0, 2.0], kind=["trade"] * 3, venue=["SHARED", "SHARED", "REFX"], instrument=["I"] * 3,
+               price=[102.0, 102.0, 100.0], qty=[1.0, 3.0, 1.0], buy_owner=["A", "B", None],
+               sell_owner=["B", "A", None])
+    f, vwap = market_features(t, 100.0)
+    assert set(f) == set(MARKET_FEATURES) and vwap == 102.0
+    assert f["venue_gap_bps"] == pytest.approx(200.0) and f["return_bps"] == pytest.approx(200.0)
+    assert f["log_trades"] == pytest.approx(np.log1p(2))
+
+
+# ---- a synthetic market: ordinary owners, then a wash trader and a flickering owner ---------------------------
+def _market(seed: int, seconds: int, rate: float = 3.0, wash_at: float | None = 900.0,
+            busier_after: float | None = None, owners: int = 40) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    ts = np.sort(rng.uniform(0, seconds, n))
+    if busier_after is not None:  # a second, denser stream after the regime change
+        extra = np.sort(rng.uniform(busier_after, seconds, int((seconds - busier_after) * rate * 3)))
+        ts = np.sort(np.concatenate([ts, extra]))
+        n = len(ts)
+    names = np.array([f"O{i}" for i in range(owners)])
+    b = rng.integers(0, owners, n)
+    s = (b + rng.integers(1, owners, n)) % owners
+    buy, sell = names[b].astype(object), names[s].astype(object)
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, n)))
+    qty = np.round(rng.lognormal(0, 0.5, n), 3)
+    side = rng.choice(["buy", "sell"], n)
+    rows = dict(ts=list(ts), kind=["trade"] * n, action=[None] * n, order_id=[None] * n, owner=[None] * n,
+                account=[None] * n, side=list(side), price=list(price), qty=list(qty), buy_owner=list(buy),
+                sell_owner=list(sell))
+    if wash_at is not None:
+        for k in range(6):  # O1 trades with itself 6 times in 50 s
+            i = int(np.searchsorted(ts, wash_at + 1 + 10 * k))
+            rows["sell_owner"][i] = rows["buy_owner"][i] = "O1"
+    m = len(rows["ts"])
+    rows["trade_id"] = [f"t{i}" if k == "trade" else None for i, k in enumerate(rows["kind"])]
+    rows["buy_group"], rows["sell_group"] = list(rows["buy_owner"]), list(rows["sell_owner"])
+    rows["buy_account"] = [f"HK-{o}" if o else None for o in rows["buy_owner"]]
+    rows["sell_account"] = [f"OV-{o}" if o else None for o in rows["sell_owner"]]
+    rows["buy_platform"] = ["HKVATP" if o else None for o in rows["buy_owner"]]
+    rows["sell_platform"] = ["OVSAFF" if o else None for o in rows["sell_owner"]]
+    t = events(venue=["SHARED"] * m, instrument=["BTC/USDT"] * m, **rows)
+    return t
+
+
+def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
+    """The contract suite's market: a wash trader appears after the warm-up."""
+    return _market(seed, seconds)
+
+
+def _run(det, table, batch_rows):
+    states, alerts = {}, {}
+    for start in range(0, table.num_rows, batch_rows):
+        for key, part in split_by_key(det.select(table.slice(start, batch_rows)), det.key_columns):
+            st = states.setdefault(key, det.new_state())
+            for a in det.update(st, part):
+                alerts[a.alert_id] = a
+    for key in sorted(states):
+        for a in det.flush(states[key]):
+            alerts[a.alert_id] = a
+    return alerts, states
+
+
+def test_a_wash_trader_alerts_and_names_the_feature():
+    alerts, _ = _run(BehaviourAnomaly(), contract_market(seed=4), 5_000)
+    hits = [a for a in alerts.values() if a.owners == ["O1"]]
+    assert len(hits) == 1, [a.summary for a in alerts.values()]
+    a = hits[0]
+    assert a.metrics["top_features"][0]["feature"] == "self_share" and "self_share" in a.summary
+    assert a.window_start_ns == 900 * S and a.params == BehaviourAnomaly().params()
+    assert a.accounts == ["HK-O1", "OV-O1"]
+    # nothing else in this market is anomalous
+    assert len(alerts) == 1, [a.summary for a in alerts.values()]
+
+
+def test_no_alert_during_warm_up():
+    early = _market(seed=4, seconds=1800, wash_at=60.0)  # the wash trades in window 1
+    alerts, _ = _run(BehaviourAnomaly(warmup_windows=3), early, 5_000)
+    assert not [a for a in alerts.values() if a.owners == ["O1"]]
+    # the warm-up is also the owners' own-history minimum: both must be 1 for window 1 to be judged
+    alerts, _ = _run(BehaviourAnomaly(warmup_windows=1, own_min_windows=2), early, 5_000)
+    assert not [a for a in alerts.values() if a.owners == ["O1"]]
+    alerts, _ = _run(BehaviourAnomaly(warmup_windows=1, own_min_windows=1), early, 5_000)
+    assert [a for a in alerts.values() if a.owners == ["O1"]]
+
+
+def test_drift_resets_the_baselines_and_warms_up_again():
+    t = _market(seed=5, seconds=3600, wash_at=None, busier_after=1800.0)  # four times the trades from 30 min
+    det = BehaviourAnomaly(warmup_windows=5)
+    _, states = _run(det, t, 5_000)
+    st = states["BTC/USDT"]
+    assert st.drifts >= 1
+    # the reset came soon after the change and the windows since are counted afresh
+    assert 0 < st.windows < 30
+    calm, calm_states = _run(det, _market(seed=5, seconds=3600, wash_at=None), 5_000)
+    assert calm_states["BTC/USDT"].drifts == 0 and not calm

@@ -1,0 +1,193 @@
+"""Front running: thresholds either side, look-alikes (honest large order, busy two-way trader, linked
+owner, a large trade whose move does not last), and the contract market.
+
+``tape`` lays down background trades of size about 1 (0.01 apart) at 100 between owners who take no part; ``episode``
+adds a front trade, the large trade, background trades at the level the large trade moved the price
+to (``hold_px``) and the unwind.  A large trade is decided ``unwind_ms`` after it, so ``alerts``
+runs to end of input (``flush``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from detectors.front_running import FrontRunning
+from tests.conftest import events
+from tests.conftest import market as generic_market
+
+INST = "BTC/USDT"
+
+
+def trade(ts, side, price, qty, buyer, seller, *, tid=None, inst=INST, buy_group=None, sell_group=None):
+    return dict(ts=ts, kind="trade", venue="SHARED", instrument=inst, side=side, price=price, qty=qty,
+                buy_owner=buyer, sell_owner=seller, buy_group=buy_group or buyer, sell_group=sell_group or seller,
+                buy_account=f"HK-{buyer}", sell_account=f"OV-{seller}", buy_platform="HKVATP",
+                sell_platform="OVSAFF", trade_id=tid or f"{inst[:3]}{ts:.3f}")
+
+
+def tape(n=30, t0=0.0, inst=INST):
+    """Background of sizes 0.99, 1 and 1.01: typical size 1, size increment 0.01."""
+    return [trade(t0 + i, "buy" if i % 2 else "sell", 100.0, 1.0 + 0.01 * (i % 3 - 1), "BG1", "BG2", inst=inst)
+            for i in range(n)]
+
+
+def episode(t0=40.0, front=2.0, large=20.0, unwind_px=100.2, unwind_after=15.0, side="buy", owner="FR",
+            victim="BIG", victim_group=None, inst=INST, hold_px=None, extra=()):
+    """``owner`` takes ``front`` the large trade's way at t0, ``victim`` trades ``large`` 5 s later,
+    background trades at ``hold_px`` (default: ``unwind_px``) follow for 30 s, ``owner`` trades
+    ``front`` back at ``unwind_px`` ``unwind_after`` s after the large trade."""
+    other = "sell" if side == "buy" else "buy"
+    pair = (lambda who: (who, "CP")) if side == "buy" else (lambda who: ("CP", who))
+    back = ("CP", owner) if side == "buy" else (owner, "CP")
+    hold = unwind_px if hold_px is None else hold_px
+    rows = [trade(t0, side, 100.0, front, *pair(owner), inst=inst),
+            trade(t0 + 5, side, 100.0, large, *pair(victim), inst=inst,
+                  **({"buy_group" if side == "buy" else "sell_group": victim_group} if victim_group else {})),
+            trade(t0 + 5 + unwind_after, other, unwind_px, front, *back, inst=inst)]
+    rows += [trade(t0 + 5 + k + 0.5, "buy" if k % 2 else "sell", hold, 1.0, "BG1", "BG2", inst=inst)
+             for k in range(0, 30, 3)]
+    return rows + list(extra)
+
+
+def table(rows):
+    rows = sorted(rows, key=lambda r: r["ts"])
+    names = sorted({k for r in rows for k in r})
+    return events(**{k: [r.get(k) for r in rows] for k in names})
+
+
+def alerts(rows, **kw):
+    d = FrontRunning(**kw)
+    st = d.new_state()
+    return d.update(st, d.select(table(rows))) + d.flush(st)
+
+
+def test_fires_with_evidence_summary_and_params():
+    (a,) = alerts(tape() + episode())
+    assert a.owners == ["FR"] and a.instrument == INST and a.key == f"FR|{INST}"
+    assert a.evidence.num_rows == 3 and a.params == FrontRunning().params()
+    assert "FR front-ran BIG" in a.summary and "20.0 bps better" in a.summary and "+20.0 bps for good" in a.summary
+    assert a.metrics["victim"] == "BIG" and a.metrics["lead_s"] == 5.0
+
+
+def test_decided_once_the_unwind_window_has_passed():
+    d = FrontRunning()
+    st = d.new_state()
+    rows = tape() + episode()
+    assert d.update(st, d.select(table(rows))) == []  # 120 s after the large trade have not passed yet
+    (a,) = d.update(st, d.select(table([trade(45.0 + 121, "buy", 100.2, 1.0, "BG1", "BG2")])))
+    assert a.owners == ["FR"] and d.flush(st) == []
+
+
+def test_sell_side_fires():
+    (a,) = alerts(tape() + episode(side="sell", unwind_px=99.8))
+    assert a.metrics["side"] == "sell" and a.score > 19
+
+
+def test_large_trade_threshold():
+    assert len(alerts(tape() + episode(large=10.0))) == 1  # exactly 10x typical
+    assert alerts(tape() + episode(large=9.9)) == []
+
+
+def test_lasting_move_threshold():
+    # the level before is 100; the level after is the median of the hold trades
+    assert len(alerts(tape() + episode(hold_px=100.041))) == 1
+    assert alerts(tape() + episode(hold_px=100.039)) == []
+
+
+def test_position_threshold():
+    assert len(alerts(tape() + episode(front=1.0))) == 1
+    assert alerts(tape() + episode(front=0.9)) == []
+
+
+def test_profit_threshold():
+    assert len(alerts(tape() + episode(unwind_px=100.021, hold_px=100.2))) == 1
+    assert alerts(tape() + episode(unwind_px=100.019, hold_px=100.2)) == []
+
+
+def test_unwind_must_close_the_position():
+    within = [trade(70.0, "sell", 100.2, 0.998, "CP", "FR")]  # 2 back then 0.998 more: no subset of <= 3 hits 2
+    assert len(alerts(tape() + episode(extra=within))) == 1  # the 2 alone closes it
+    short = episode()
+    short[2] = dict(short[2], qty=1.99)  # 0.5% short of the position
+    assert alerts(tape() + short) == []
+    assert len(alerts(tape() + short, unwind_tolerance=0.006)) == 1
+
+
+def test_unwind_window():
+    assert len(alerts(tape() + episode(unwind_after=119.0))) == 1
+    assert alerts(tape() + episode(unwind_after=121.0)) == []
+
+
+def test_honest_large_order_alone_does_not_alert():
+    rows = tape() + [trade(45.0, "buy", 100.0, 40.0, "BIG", "CP"), trade(60.0, "sell", 100.2, 1.0, "CP", "X")]
+    rows += [trade(46.0 + k, "buy", 100.2, 1.0, "BG1", "BG2") for k in range(10)]
+    assert alerts(rows) == []
+
+
+def test_busy_trader_whose_flow_back_does_not_match_does_not_alert():
+    # the owner bought ahead, but after the large trade it sells 1.3 and 1.1: no subset closes 2
+    rows = episode()
+    rows[2] = dict(rows[2], qty=1.3)
+    extra = [trade(70.0, "sell", 100.2, 1.1, "CP", "FR"), trade(80.0, "buy", 100.2, 0.5, "FR", "CP")]
+    assert alerts(tape() + rows + extra) == []
+
+
+def test_chance_match_threshold():
+    # one front subset x one back subset, match width 0.01 (the size increment) over a position of 2
+    assert len(alerts(tape() + episode(), max_chance_matches=0.0051)) == 1
+    assert alerts(tape() + episode(), max_chance_matches=0.0049) == []
+
+
+def test_busy_owner_whose_match_is_likely_by_chance_does_not_alert():
+    # ten more trades back offer 1 + 10 + 45 + ... subsets: the exact match proves little
+    extra = [trade(50.0 + 5 * k, "sell", 100.2, 0.3 + 0.1 * k, "CP", "FR") for k in range(10)]
+    assert alerts(tape() + episode(extra=extra)) == []
+
+
+def test_one_position_is_matched_to_one_large_trade():
+    extra = [trade(46.0, "buy", 100.0, 20.0, "BIG2", "CP")]  # a second large trade right after the first
+    (a,) = alerts(tape() + episode(extra=extra))
+    assert a.metrics["victim"] == "BIG"
+
+
+def test_a_move_that_does_not_last_is_not_front_run():
+    assert alerts(tape() + episode(hold_px=100.0)) == []
+
+
+def test_linked_owner_is_not_front_running_its_own_group():
+    rows = tape() + [dict(r, buy_group="G1") if r["buy_owner"] == "FR" else r for r in episode(victim_group="G1")]
+    assert alerts(rows) == []
+
+
+def test_same_alerts_in_any_batching():
+    rows = tape() + episode() + [trade(200.0, "buy", 100.2, 1.0, "BG1", "BG2")]
+    t = table(rows)
+    d = FrontRunning()
+    st, got = d.new_state(), []
+    for i in range(t.num_rows):
+        got += d.update(st, d.select(t.slice(i, 1)))
+    got += d.flush(st)
+    assert len(got) == 1 and [a.alert_id for a in got] == [a.alert_id for a in alerts(rows)]
+
+
+def test_validation():
+    import pytest
+    for bad in ({"large_multiple": 1.0}, {"lead_ms": 0}, {"max_trades": 0}, {"unwind_tolerance": 1.0},
+                {"hold_ms": 200_000}):
+        with pytest.raises(ValueError):
+            FrontRunning(**bad)
+
+
+def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
+    """The generic market (thinned to one trade in two) with a front-running episode every 300 s on BTC/USDT."""
+    m = generic_market(seed=seed, seconds=seconds)
+    m = m.filter(pa.array(np.arange(m.num_rows) % 2 == 0))
+    rows = []
+    for k, t0 in enumerate(range(120, seconds - 150, 300)):
+        side = "buy" if k % 2 else "sell"
+        px = 100.0
+        rows += [dict(r, trade_id=f"fr{k}-{i}") for i, r in enumerate(
+            episode(t0=float(t0), front=5.0, large=60.0, side=side, owner=f"FR{k % 3}", victim=f"V{k}",
+                    unwind_px=px * (1.01 if side == "buy" else 0.99)))]
+    extra = table(rows).select(m.column_names).cast(m.schema)
+    return pa.concat_tables([m, extra]).sort_by([("ts", "ascending")])
