@@ -147,7 +147,7 @@ def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
         rate = rng.uniform(0.1, 0.5)
         t = np.sort(rng.uniform(0, seconds, int(rate * seconds)))
         rows += msgs(f"O{k}", t, inst=["BTC/USDT", "ETH/USDT"][k % 2])
-    t = np.sort(rng.uniform(0, seconds, 15 * seconds))
+    t = np.sort(rng.uniform(0, seconds, 6 * seconds))
     rows += msgs("MM", t)
     rows += msgs("MM", t[::5] + 0.001, action="fill")
     for start in range(300, seconds - 60, 600):
