@@ -62,7 +62,7 @@ def test_every_labelled_episode_is_found_and_nothing_else(market, reference):
     assert summary.dead_letters == 0 and summary.late_events == 0
 
 
-@pytest.mark.parametrize("batch_rows", [7, 97, 10_000])  # (row-at-a-time is in the detector contract)
+@pytest.mark.parametrize("batch_rows", [31, 97, 10_000])  # (row-at-a-time is in the detector contract)
 def test_same_alert_ids_whatever_the_batch_size(market, reference, tmp_path, batch_rows):
     db, _ = reference
     replay(market, canonical(market), tmp_path / "b.duckdb", batch_rows=batch_rows)
