@@ -5,7 +5,7 @@ import inspect
 from typing import Any
 
 from detectors.abnormal_move import AbnormalMove
-from detectors.base import Detector
+from detectors.base import Detector, value_fits
 from detectors.behaviour_anomaly import BehaviourAnomaly
 from detectors.excessive_messaging import ExcessiveMessaging
 from detectors.layering import Layering
@@ -64,8 +64,7 @@ def build_detectors(config: dict[str, dict[str, Any] | bool] | None = None) -> l
             if k not in defaults:
                 raise DetectorConfigError(f"{name} has no parameter {k!r}; parameters: {', '.join(defaults)}")
             want = type(defaults[k])
-            ok = isinstance(v, want) and not (want is int and isinstance(v, bool)) or (want is float and isinstance(v, int) and not isinstance(v, bool))
-            if not ok:
+            if not value_fits(v, want):
                 raise DetectorConfigError(f"{name}.{k} must be {want.__name__} (default {defaults[k]!r}), got {type(v).__name__} {v!r}")
         try:
             out.append(cls(**params))

@@ -74,6 +74,18 @@ class Detector(ABC):
         return f"{type(self).__name__}({args})"
 
 
+def value_fits(value: Any, want: type) -> bool:
+    """A configured value is of the type a setting takes (an int does for a float; a bool never
+    does for a number).
+
+    >>> value_fits(3, float), value_fits(True, int), value_fits("3", int)
+    (True, False, False)
+    """
+    if isinstance(value, bool) and want is not bool:
+        return False
+    return isinstance(value, want) or (want is float and isinstance(value, int))
+
+
 def state_size(state: Any) -> int:
     """A rough count of the items a state holds (for the bounded-memory contract test)."""
     total = 0

@@ -36,6 +36,9 @@ class Feed(Protocol):
     def close(self) -> None: ...
 
 
+_newest: dict[str, float] = {}  # source -> newest event time delivered (s), never moving back
+
+
 def count_items(source: str, items: list[tuple[str, Any]]) -> None:
     """Per-batch metrics of what a source delivered: events by venue, decode errors, event-time delay."""
     newest = None
@@ -51,7 +54,8 @@ def count_items(source: str, items: list[tuple[str, Any]]) -> None:
     metrics.SOURCE_LAST_POLL.labels(source=source).set(now)
     if newest is not None:
         metrics.WATERMARK_DELAY.labels(source=source).set(now - newest / 1e9)
-        metrics.NEWEST_EVENT.labels(source=source).set(max(newest / 1e9, metrics.NEWEST_EVENT.labels(source=source)._value.get()))
+        _newest[source] = max(newest / 1e9, _newest.get(source, 0.0))
+        metrics.NEWEST_EVENT.labels(source=source).set(_newest[source])
 
 
 def counted(source: str, decode_batch: Callable[[list], list]) -> Callable[[list], list]:

@@ -42,7 +42,7 @@ from surveil import metrics
 from surveil.refdata import RefData, enrich
 from surveil.schemas import Feed, Kind, dead_letters, to_rows
 from surveil.store import Store
-from surveil.timeline import DedupState, Deduplicator, Timeline, TimelineState
+from surveil.timeline import Deduplicator, Timeline
 
 STORE_KEY = "store"
 

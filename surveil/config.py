@@ -41,12 +41,7 @@ def load_config(path: str | Path | None) -> SurveilConfig:
     if path is None:
         return SurveilConfig()
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {p} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+    raw = read_toml(p)
     unknown = sorted(set(raw) - {"pipeline", "detectors"})
     if unknown:
         raise ConfigError(f"{p}: unknown section(s) {', '.join(unknown)}; known: pipeline, detectors")
@@ -54,6 +49,15 @@ def load_config(path: str | Path | None) -> SurveilConfig:
     check_pipeline(pipeline, f"{p}: [pipeline]")
     check_detectors(raw.get("detectors", {}), str(p))
     return SurveilConfig(pipeline=pipeline, detectors=raw.get("detectors", {}))
+
+
+def read_toml(p: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from e
 
 
 def check_pipeline(pipeline: dict[str, Any], where: str) -> None:

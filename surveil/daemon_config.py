@@ -50,12 +50,12 @@ window_gap_ms = 300000
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from surveil.config import ConfigError, check_detectors, check_pipeline
+from detectors.base import value_fits
+from surveil.config import ConfigError, check_detectors, check_pipeline, read_toml
 
 _SOURCE_KEYS: dict[str, tuple[dict[str, type], dict[str, Any]]] = {
     # type: (required {key: type}, optional {key: default})
@@ -112,9 +112,7 @@ def _check_keys(section: dict, allowed: dict[str, type], where: str) -> None:
         if k not in allowed:
             raise ConfigError(f"{where} has no setting {k!r}; settings: {', '.join(allowed)}")
         want = allowed[k]
-        ok = isinstance(v, want) and not (want in (int, float) and isinstance(v, bool)) or (
-            want is float and isinstance(v, int) and not isinstance(v, bool))
-        if not ok:
+        if not value_fits(v, want):
             raise ConfigError(f"{where} {k} must be {want.__name__}, got {v!r}")
 
 
@@ -163,12 +161,7 @@ def _source(i: int, s: Any, base: Path, p: Path) -> SourceConfig:
 def load_daemon_config(path: str | Path) -> DaemonConfig:
     """Read and validate the daemon's TOML file; every error names the file, section and setting."""
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {p} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
+    raw = read_toml(p)
     known = ("store", "reference", "pipeline", "recovery", "metrics", "dashboard", "sources", "alerts_kafka",
              "detectors")
     unknown = sorted(set(raw) - set(known))
