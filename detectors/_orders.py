@@ -29,6 +29,7 @@ from surveil.schemas import Action, Kind, Side, to_rows
 MS = 1_000_000
 TOUCH_MAX_AGE_NS = 60_000 * MS  # an older last price is no longer "the touch"
 MIN_TYPICAL_SAMPLES = 20  # trades before a venue's typical size is trusted
+MIN_OWNER_SAMPLES = 20  # orders in the window before the owner's own usual size counts
 MAX_TYPICAL_SAMPLES = 1_000  # bounds the median's cost on busy venues
 SIDE_SPAN_NS = 10_000 * MS  # one-sidedness is judged over at least this much placing
 MAX_EXEC_EVIDENCE = 20  # executions kept per episode (the summary still counts them all)
@@ -110,8 +111,10 @@ class OwnerBook:
     orders: dict[str, Order] = field(default_factory=dict)
     marked: set = field(default_factory=set)  # ids of orders the subclass marked as candidates
     placed: dict = field(default_factory=lambda: {BUY: deque(), SELL: deque()})  # new_ns of orders placed in the window
-    open_total: float = 0.0  # open quantity over `orders`, kept as they change
+    open_qty: dict = field(default_factory=lambda: {BUY: 0.0, SELL: 0.0})  # per side over `orders`, kept as they change
     episodes: dict[str, Episode] = field(default_factory=dict)  # side -> open episode
+    fills: deque = field(default_factory=deque)  # (ts, side, qty) of the owner's trades in the window
+    filled_new: dict = field(default_factory=lambda: {BUY: [], SELL: []})  # sorted new_ns of orders with fills
 
 
 @dataclass
@@ -133,6 +136,7 @@ class OrderPatternDetector(Detector):
     max_distance_bps: float
     max_fill_share: float
     min_side_ratio: float
+    max_two_way_share: float
     typical_window_ms: int
 
     # -- hooks: classify a new or amended order (mark candidates in ``book.marked``); the
@@ -202,27 +206,47 @@ class OrderPatternDetector(Detector):
         return typ.quantile(ts, min_samples=MIN_TYPICAL_SAMPLES) if typ is not None else None
 
     @staticmethod
-    def other_qty(book: OwnerBook, orders: list[Order], executing: str | None) -> float:
-        """Open quantity the owner rests besides ``orders`` and the executing order: a market
-        maker's odd large quote sits among many, a spoofer's orders stand (nearly) alone."""
+    def other_qty(book: OwnerBook, orders: list[Order], executing: str | None, side: str | None = None) -> float:
+        """Open quantity the owner rests besides ``orders`` and the executing order (on ``side``
+        only, if given): a market maker's odd large quote sits among many, a spoofer's orders
+        stand (nearly) alone."""
         ex = book.orders.get(executing) if executing is not None else None
-        rest = book.open_total - sum(o.open for o in orders) - (ex.open if ex is not None else 0.0)
+        if side is None:
+            rest = book.open_qty[BUY] + book.open_qty[SELL] - sum(o.open for o in orders)
+        else:
+            rest = book.open_qty[side] - sum(o.open for o in orders if o.side == side)
+        if ex is not None and (side is None or ex.side == side):
+            rest -= ex.open
         return max(rest, 0.0)  # running sums may round a hair below zero
 
     def one_sided(self, book: OwnerBook, side: str, orders: list[Order], executing: str | None, now: int) -> bool:
         """Since the first of ``orders`` went in (looking back ``SIDE_SPAN_NS`` at least), the owner
         placed ``min_side_ratio`` × more orders on ``side`` than on the other.  A market maker
         keeps quoting both sides, even if a burst of its fills leans one way for a moment; a
-        spoofer builds one side, then trades.  The executing order counts if it went in before or
-        with the first (a two-sided quote), not after (the spoofer's sale).
+        spoofer builds one side, then trades.  Orders on the other side that traded do not count:
+        they are the spoofer's executions (it may rest them before the spoof, to be filled when
+        the spoof draws the market), where a market maker's quotes there are mostly cancelled.
         """
-        t0 = min(o.new_ns for o in orders)
-        since = min(t0, now - SIDE_SPAN_NS)
-        on, off = book.placed[side], book.placed[OPPOSITE[side]]
-        n_off = len(off) - bisect.bisect_left(off, since)
+        since = min(min(o.new_ns for o in orders), now - SIDE_SPAN_NS)
+        on, off, filled = book.placed[side], book.placed[OPPOSITE[side]], book.filled_new[OPPOSITE[side]]
+        n_off = len(off) - bisect.bisect_left(off, since) - (len(filled) - bisect.bisect_left(filled, since))
         ex = book.orders.get(executing) if executing is not None else None
-        n_off -= ex is not None and ex.side != side and ex.new_ns > t0
+        n_off -= ex is not None and ex.side != side and ex.new_ns >= since and not ex.filled  # its fill is next
         return len(on) - bisect.bisect_left(on, since) >= self.min_side_ratio * n_off
+
+    def one_way(self, book: OwnerBook, side: str, orders: list[Order], now: int) -> bool:
+        """Since the first of ``orders`` went in (looking back ``SIDE_SPAN_NS`` at least), the owner
+        traded on ``side`` at most ``max_two_way_share`` of what it traded on the other side.  A
+        spoofer's orders on ``side`` are there to help it trade the other way; a market maker in a
+        trending market also leans its quotes one way and cancels the stale ones, but it keeps
+        being filled on both sides."""
+        since = min(min(o.new_ns for o in orders), now - SIDE_SPAN_NS)
+        traded = {BUY: 0.0, SELL: 0.0}
+        for ts, s, qty in reversed(book.fills):
+            if ts < since:
+                break
+            traded[s] += qty
+        return traded[side] <= self.max_two_way_share * traded[OPPOSITE[side]]
 
     def build(self, ep: Episode, owner: str, instrument: str, end_ns: int, **kw) -> Alert:
         rows = sorted([o.row for o in ep.orders] + ep.execs + ep.cancels,
@@ -244,7 +268,7 @@ class OrderPatternDetector(Detector):
             if book is None:
                 book = state.owners[owner] = OwnerBook(RollingQuantile(self.typical_window_ms * MS, cap=50))
             order = book.orders[oid] = Order(r, r["side"], r["price"], r["qty"], ts)
-            book.open_total += order.qty
+            book.open_qty[order.side] += order.qty
             book.placed[order.side].append(ts)
             self._place(state, book, order, oid, ts, True)
             state.expiry.append((ts, owner, oid, order.side))
@@ -253,14 +277,16 @@ class OrderPatternDetector(Detector):
         if order is None:
             return None
         if action == _AMEND:
-            book.open_total -= order.open
+            book.open_qty[order.side] -= order.open
             order.price = r["price"] if r["price"] is not None else order.price
             order.qty = r["qty"] or order.qty
-            book.open_total += order.open
+            book.open_qty[order.side] += order.open
             self._place(state, book, order, oid, ts, False)
         elif action == _FILL:
+            if not order.filled:
+                bisect.insort(book.filled_new[order.side], order.new_ns)
             order.filled += r["qty"] or 0.0
-            book.open_total -= r["qty"] or 0.0
+            book.open_qty[order.side] -= r["qty"] or 0.0
             if r["leaves_qty"] is not None and r["leaves_qty"] <= 0:
                 self._close(book, oid)
         elif action in _CLOSING:
@@ -271,14 +297,18 @@ class OrderPatternDetector(Detector):
             self._close(book, oid)
         return None
 
-    def _place(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
+    def distance_bps(self, state: BookState, order: Order, ts: int) -> float | None:
+        """Bps ``order`` rests behind the touch of its venue at ``ts`` (negative when it crosses
+        the last price); None without a recent touch."""
         t = state.touch.get(order.row["venue"])
         if t is None or ts - t[0] > TOUCH_MAX_AGE_NS:
-            order.distance, order.near = None, False
-        else:
-            behind = t[1] - order.price if order.side == BUY else order.price - t[1]
-            order.distance = behind / t[1] * 1e4  # negative when the order crosses the last price
-            order.near = order.distance <= self.max_distance_bps
+            return None
+        behind = t[1] - order.price if order.side == BUY else order.price - t[1]
+        return behind / t[1] * 1e4
+
+    def _place(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
+        order.distance = self.distance_bps(state, order, ts)
+        order.near = order.distance is not None and order.distance <= self.max_distance_bps
         book.marked.discard(oid)
         self._track(state, book, order, oid, ts, new)
 
@@ -286,7 +316,7 @@ class OrderPatternDetector(Detector):
                instrument: str = "", ts: int = 0) -> Alert | None:
         order = book.orders.pop(oid)
         book.marked.discard(oid)
-        book.open_total -= order.open
+        book.open_qty[order.side] -= order.open
         ep = book.episodes.get(order.side)
         if ep is None or oid not in ep.open:
             return None
@@ -306,7 +336,13 @@ class OrderPatternDetector(Detector):
             return
         for owner, side, own_order in ((buyer, BUY, r["buy_order_id"]), (seller, SELL, r["sell_order_id"])):
             book = state.owners.get(owner) if owner else None
-            if book is None or not book.marked:
+            if book is None:
+                continue
+            fills = book.fills
+            fills.append((ts, side, r["qty"] or 0.0))
+            while fills[0][0] < ts - max(self.max_cancel_ms * MS, SIDE_SPAN_NS):  # older than one_way reads
+                fills.popleft()
+            if not book.marked:
                 continue
             resting = OPPOSITE[side]
             cands = self._candidates(state, book, resting, own_order)
@@ -335,6 +371,9 @@ class OrderPatternDetector(Detector):
             _, owner, oid, side = exp.popleft()
             book = state.owners[owner]  # an owner with orders placed in the window is never swept
             book.placed[side].popleft()  # placing order is time order on each side too
+            filled = book.filled_new[side]
+            if filled and filled[0] < oldest_ns:
+                del filled[:bisect.bisect_left(filled, oldest_ns)]
             if oid in book.orders and book.orders[oid].new_ns < oldest_ns:
                 self._close(book, oid)
 

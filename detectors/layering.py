@@ -10,8 +10,10 @@ the share and is revised (same id) as the rest of the ladder is cancelled.
 
 A market maker also rests orders on many levels and cancels most of them, but it keeps
 quoting both sides: since the ladder's first order the owner must have placed
-``min_side_ratio`` × more orders on the ladder's side than on the other, and the ladder must
-outweigh the rest of what it rests (the executing order aside).  With one or two levels
+``min_side_ratio`` × more orders on the ladder's side than on the other, the ladder must
+outweigh what it rests on the other side (the executing order aside), and it keeps being
+filled on both sides where a layerer trades one way (``max_two_way_share``); a market maker's
+ladder is also its usual quote size (``min_owner_multiple``).  With one or two levels
 the pattern is spoofing (``detectors/spoofing.py``, whose ``max_levels`` is 2 by default).
 
 >>> import pyarrow as pa
@@ -32,7 +34,7 @@ the pattern is spoofing (``detectors/spoofing.py``, whose ``max_levels`` is 2 by
 """
 from __future__ import annotations
 
-from detectors._orders import OPPOSITE, BookState, Episode, Order, OrderPatternDetector, OwnerBook
+from detectors._orders import MIN_OWNER_SAMPLES, OPPOSITE, BookState, Episode, Order, OrderPatternDetector, OwnerBook
 from surveil.alerts import Alert, Severity
 
 
@@ -49,19 +51,24 @@ class Layering(OrderPatternDetector):
                                 "order is remembered"),
         "max_fill_share": ("share of qty", "a cancelled order filled more than this was bona fide"),
         "min_total_multiple": ("x typical size", "the ladder's open quantity over the venue's typical traded size"),
+        "min_owner_multiple": ("x owner's usual size", "the ladder's mean order over the owner's usual order size "
+                                                       "(median of its recent orders, once it has placed 20)"),
         "min_side_ratio": ("ratio", "since the ladder's first order the owner placed this many times more orders "
                                     "on the ladder's side than on the other (the executing order aside)"),
+        "max_two_way_share": ("share of qty", "since its first such order the owner traded on that side at most this "
+                                              "share of what it traded on the other side (a market maker trades both)"),
         "typical_window_ms": ("ms", "how far back the typical traded size is measured"),
     }
 
     def __init__(self, min_levels: int = 3, min_cancel_share: float = 0.6, max_distance_bps: float = 10.0,
                  max_cancel_ms: int = 60_000, max_fill_share: float = 0.2, min_total_multiple: float = 2.0,
-                 min_side_ratio: float = 3.0, typical_window_ms: int = 300_000):
+                 min_owner_multiple: float = 2.0, min_side_ratio: float = 3.0, max_two_way_share: float = 0.2, typical_window_ms: int = 300_000):
         if min_levels < 2 or not 0 < min_cancel_share <= 1 or not 0 <= max_fill_share < 1:
             raise ValueError("min_levels must be >= 2, min_cancel_share in (0, 1], max_fill_share in [0, 1)")
         if max_distance_bps < 0 or max_cancel_ms <= 0 or typical_window_ms <= 0 or min_total_multiple < 0 \
-                or min_side_ratio < 0:
-            raise ValueError("max_distance_bps, min_total_multiple and min_side_ratio must be >= 0, "
+                or min_owner_multiple < 0 or min_side_ratio < 0 or max_two_way_share < 0:
+            raise ValueError("max_distance_bps, min_total_multiple, min_owner_multiple, min_side_ratio and "
+                             "max_two_way_share must be >= 0, "
                              "max_cancel_ms and typical_window_ms > 0")
         self.min_levels = int(min_levels)
         self.min_cancel_share = float(min_cancel_share)
@@ -69,27 +76,46 @@ class Layering(OrderPatternDetector):
         self.max_cancel_ms = int(max_cancel_ms)
         self.max_fill_share = float(max_fill_share)
         self.min_total_multiple = float(min_total_multiple)
+        self.min_owner_multiple = float(min_owner_multiple)
         self.min_side_ratio = float(min_side_ratio)
+        self.max_two_way_share = float(max_two_way_share)
         self.typical_window_ms = int(typical_window_ms)
 
     def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
         if order.near:
             book.marked.add(oid)
+        if new:
+            book.sizes.add(ts, order.qty)
 
     def _candidates(self, state: BookState, book: OwnerBook, side: str, executing: str | None) -> list[Order]:
-        # sorted: a set's order varies between processes, and float sums must not
-        ladder = sorted((book.orders[i] for i in book.marked if book.orders[i].side == side),
-                        key=lambda o: (o.new_ns, o.row["order_id"]))
-        if len({o.price for o in ladder}) < self.min_levels:
+        ladder = [o for o in map(book.orders.__getitem__, book.marked) if o.side == side]
+        if len(ladder) < self.min_levels:  # cheapest tests first: a market maker's every fill comes here
             return []
+        # A ladder presses on the book together: its orders are still close to the touch now, not
+        # only when each was placed (a market maker's quotes left behind by a trending price are
+        # not); twice the placing distance, as the touch moves a little while the ladder rests.
+        now = state.last_ns
+        ladder = [o for o in ladder if (d := self.distance_bps(state, o, now)) is not None
+                  and d <= 2 * self.max_distance_bps]
+        # One-sided: since the ladder's first order the owner placed mostly on its side.
+        if len(ladder) < self.min_levels or len({o.price for o in ladder}) < self.min_levels \
+                or not self.one_sided(book, side, ladder, executing, state.last_ns):
+            return []
+        # sorted: a set's order varies between processes, and float sums must not
+        ladder.sort(key=lambda o: (o.new_ns, o.row["order_id"]))
         typical = self.typical_size(state, ladder[0].row["venue"], state.last_ns)
         total = sum(o.open for o in ladder)
-        if typical is None or total < self.min_total_multiple * typical:
+        # ... and the ladder outweighs what the owner rests on the other side (its deeper levels
+        # on the ladder's side add to the pressure: a ladder may run past max_distance_bps)
+        if typical is None or total < self.min_total_multiple * typical \
+                or total < self.other_qty(book, ladder, executing, OPPOSITE[side]):
             return []
-        # One-sided: the ladder outweighs the rest of what the owner rests, and since the
-        # ladder's first order the owner placed mostly on the ladder's side.
-        if total < self.other_qty(book, ladder, executing) \
-                or not self.one_sided(book, side, ladder, executing, state.last_ns):
+        # ... and its orders are large for this owner: a market maker's ladder is its usual quotes
+        own = book.sizes.quantile(state.last_ns, 0.5, MIN_OWNER_SAMPLES)
+        if own is not None and total < self.min_owner_multiple * own * len(ladder):
+            return []
+        # ... and it trades one way (last: it reads every fill of the owner's in the window)
+        if not self.one_way(book, side, ladder, state.last_ns):
             return []
         for o in ladder:
             o.multiple = o.qty / typical

@@ -37,10 +37,9 @@ What keeps look-alikes out:
 """
 from __future__ import annotations
 
-from detectors._orders import OPPOSITE, BookState, Episode, Order, OrderPatternDetector, OwnerBook
+from detectors._orders import MIN_OWNER_SAMPLES, OPPOSITE, BookState, Episode, Order, OrderPatternDetector, OwnerBook
 from surveil.alerts import Alert, Severity
 
-MIN_OWNER_SAMPLES = 20  # orders in the window before the owner's own usual size counts
 
 
 class Spoofing(OrderPatternDetector):
@@ -60,22 +59,26 @@ class Spoofing(OrderPatternDetector):
                                     "that side than on the other (the executing order aside)"),
         "max_levels": ("price levels", "the owner's near-touch orders on the spoof side spread over more levels "
                                        "than this are layering, not spoofing"),
+        "max_two_way_share": ("share of qty", "since its first such order the owner traded on that side at most this "
+                                              "share of what it traded on the other side (a market maker trades both)"),
         "typical_window_ms": ("ms", "how far back typical sizes (venue's and owner's) are measured"),
     }
 
     def __init__(self, size_multiple: float = 4.0, max_distance_bps: float = 10.0, max_cancel_ms: int = 60_000,
-                 max_fill_share: float = 0.2, min_side_ratio: float = 3.0, max_levels: int = 2,
-                 typical_window_ms: int = 300_000):
+                 max_fill_share: float = 0.2, min_side_ratio: float = 3.0, max_two_way_share: float = 0.2,
+                 max_levels: int = 2, typical_window_ms: int = 300_000):
         if size_multiple <= 1 or max_distance_bps < 0 or max_cancel_ms <= 0 or typical_window_ms <= 0:
             raise ValueError("size_multiple must be > 1, max_distance_bps >= 0, max_cancel_ms and "
                              "typical_window_ms > 0")
-        if not 0 <= max_fill_share < 1 or min_side_ratio < 0 or max_levels < 1:
-            raise ValueError("max_fill_share must be in [0, 1), min_side_ratio >= 0, max_levels >= 1")
+        if not 0 <= max_fill_share < 1 or min_side_ratio < 0 or max_levels < 1 or max_two_way_share < 0:
+            raise ValueError("max_fill_share must be in [0, 1), min_side_ratio and max_two_way_share >= 0, "
+                             "max_levels >= 1")
         self.size_multiple = float(size_multiple)
         self.max_distance_bps = float(max_distance_bps)
         self.max_cancel_ms = int(max_cancel_ms)
         self.max_fill_share = float(max_fill_share)
         self.min_side_ratio = float(min_side_ratio)
+        self.max_two_way_share = float(max_two_way_share)
         self.max_levels = int(max_levels)
         self.typical_window_ms = int(typical_window_ms)
 
@@ -104,7 +107,7 @@ class Spoofing(OrderPatternDetector):
         # of more is layering, which detectors/layering.py reports (one alert per episode).
         if len({o.price for o in book.orders.values() if o.side == side and o.near}) > self.max_levels:
             return []
-        if not self.one_sided(book, side, large, executing, state.last_ns):
+        if not self.one_sided(book, side, large, executing, state.last_ns) or not self.one_way(book, side, large, state.last_ns):
             return []
         # Each large order outweighs the rest of the owner's resting orders on its own: one
         # huge order must not carry merely large-ish ones into an episode.

@@ -1,9 +1,9 @@
 """Order-book episodes: spoofing, layering, and excessive messaging (quote stuffing).
 
 Spoofing and layering share one shape: an owner rests large orders near the touch on one
-side of SHARED (spoofing: 1-3 orders; layering: 3-8 on successive price levels), executes on
-the *other* side within seconds (taking liquidity, or through a small resting order that a
-background trader fills), then cancels every large order, unfilled, 1-30 s after placing it
+side of SHARED (spoofing: 1-3 orders on one or two price levels; layering: 3-8 on successive
+levels), executes on the *other* side within seconds (taking liquidity, or through a small
+resting order that a background trader fills), then cancels every large order, unfilled, 1-30 s after placing it
 and always after the execution.  Variant ``cross_venue``: the large orders go through the
 owner's account on one platform and the execution through its account on the other (both
 route to SHARED; REFX has no accounts, so a SHARED-spoof/REFX-execution pair cannot be seen).
@@ -88,6 +88,8 @@ def _resting_episode(m, rng, slot, type_name: str, layered: bool):
                            "exec_delay_s": round(exec_delay, 3), "life_s": [round(float(x), 3) for x in life],
                            "order_platform": m.platform_of(spoof_acct), "execution_platform": m.platform_of(exec_acct),
                        })
+    # a spoof on two levels plus one more order of the owner's is a ladder too: either alert is right
+    ep.related_types = ["spoofing" if layered else "layering"]
     m.label_orders(ep, [spoof_acct], resting_only=True)
 
     def build():
@@ -103,10 +105,11 @@ def _resting_episode(m, rng, slot, type_name: str, layered: bool):
             ep.params["step_bps"] = round(step_bps, 3)
             # levels counted from the touch when the first order went in, so they stay distinct
             px = np.where(side == BUY, bid[0] - away, ask[0] + away)
-        else:
-            depth_bps = np.array([ec.spoof_depth_bps.draw(rng) for _ in range(n)])
-            away = bps_ticks(m, inst, mid, depth_bps)
-            px = np.where(side == BUY, bid - away, ask + away)
+        else:  # at most two price levels (more is layering), counted from the touch at the first order
+            levels = np.array([ec.spoof_depth_bps.draw(rng) for _ in range(min(n, 2))])
+            depth_bps = levels[rng.integers(0, len(levels), n)]
+            away = bps_ticks(m, inst, mid[0], depth_bps)
+            px = np.where(side == BUY, bid[0] - away, ask[0] + away)
         qty = lots(m, inst, size * typical, mid)
         m.passive_orders.append(resting(m, inst, order_ts, side, px, qty, spoof_acct, life_ns, idx))
         exec_qty = lots(m, inst, rng.uniform(0.5, 2.0, n_exec) * typical, mid[0])

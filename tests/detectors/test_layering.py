@@ -89,6 +89,42 @@ def test_side_ratio_threshold(sells, fires):
     assert bool(alerts_of(Layering(min_side_ratio=3.0), tape() + others + ladder_rows())) is fires
 
 
+@pytest.mark.parametrize("usual, fires", [(0.5, True), (0.51, False)])  # 1.0 per ladder order vs 2x usual
+def test_owner_multiple_threshold(usual, fires):
+    # a market maker's ladder is its usual quote size: 20 earlier orders set the owner's usual size
+    earlier = [order(5 + 0.5 * i, f"u{i}", "LY", "buy", "new", 99.0, usual) for i in range(20)]
+    assert bool(alerts_of(Layering(min_owner_multiple=2.0), tape() + earlier + ladder_rows())) is fires
+
+
+@pytest.mark.parametrize("bought, fires", [(0.1, True), (0.11, False)])  # vs 0.5 sold: 20% at most
+def test_two_way_share_threshold(bought, fires):
+    two_way = [order(38.0, "b", "LY", "buy", "new", 99.9, bought),
+               trade(39.0, "tw", "LY", "CP", 99.9, bought, aggressor="sell", buy_order="b"),
+               order(39.0, "b", "LY", "buy", "fill", 99.9, bought, leaves=0.0)]
+    assert bool(alerts_of(Layering(max_two_way_share=0.2), tape() + two_way + ladder_rows())) is fires
+
+
+def test_deeper_levels_past_the_band_do_not_hide_the_ladder():
+    # a ladder running past max_distance_bps: its deep orders press on the book too, they do not
+    # count as "the rest" the ladder must outweigh (the other side's resting orders do)
+    rows = tape() + ladder_rows(levels=8, tick=0.03)  # levels 3-30 bps behind: 3 within 10 bps
+    [a] = alerts_of(Layering(), rows)
+    assert a.metrics["levels"] == 3
+    other_side = [order(40.5, "s", "LY", "sell", "new", 100.5, 4.0)]
+    assert alerts_of(Layering(), rows + other_side) == []
+
+
+def test_quotes_left_behind_by_a_trending_price_are_not_a_ladder():
+    # placed near the touch one at a time while the price ran away; at the execution they sit
+    # far behind it: a market maker's stale quotes, not a ladder pressing on the book
+    rows = [trade(i, f"bg{i}", "MMX", "TRX", 100.0 + (max(0, i - 30) * 0.1), 1.0) for i in range(60)]
+    rows += [order(31 + 3 * k, f"L{k}", "LY", "buy", "new", 100.0 + 0.3 * k - 0.05, 1.0) for k in range(4)]
+    rows += [trade(50, "ex1", "CP", "LY", 102.0, 0.5, aggressor="buy")]
+    rows += [order(52 + 0.1 * k, f"L{k}", "LY", "buy", "cancel", 100.0 + 0.3 * k - 0.05, 1.0) for k in range(4)]
+    assert alerts_of(Layering(), rows) == []
+    assert alerts_of(Layering(max_distance_bps=200.0), rows)  # the same orders, a band they all sit in
+
+
 def test_ladder_of_large_orders_is_layering_only():
     rows = tape() + ladder_rows(qty=10.0)
     assert alerts_of(Layering(), rows) and alerts_of(Spoofing(), rows) == []

@@ -175,12 +175,32 @@ def test_market_maker_odd_large_quote_among_its_quotes_does_not_alert():
     assert alerts_of(Spoofing(), tape() + quotes("MM", 31, 60, big_every=5)) == []
 
 
-def test_large_quote_with_its_own_pair_hit_at_once_does_not_alert():
-    rows = tape() + [order(40, "B", "MM", "buy", "new", 99.99, 10.0), order(40, "A", "MM", "sell", "new", 100.01, 1.0),
-                     trade(40.5, "m", "CP", "MM", 100.01, 1.0, aggressor="buy", sell_order="A"),
-                     order(40.5, "A", "MM", "sell", "fill", 100.01, 1.0, leaves=0.0),
-                     order(41, "B", "MM", "buy", "cancel", 99.99, 10.0)]
-    assert alerts_of(Spoofing(), rows) == []
+def pair(t: float = 40.0, owner: str = "SP", big: float = 10.0) -> list[dict]:
+    """A small ask rested with a large bid; the ask is lifted, then the bid is pulled."""
+    return [order(t, "B", owner, "buy", "new", 99.99, big), order(t, "A", owner, "sell", "new", 100.01, 1.0),
+            trade(t + 0.5, "m", "CP", owner, 100.01, 1.0, aggressor="buy", sell_order="A"),
+            order(t + 0.5, "A", owner, "sell", "fill", 100.01, 1.0, leaves=0.0),
+            order(t + 1, "B", owner, "buy", "cancel", 99.99, big)]
+
+
+def test_small_order_rested_with_the_spoof_and_filled_is_the_execution():
+    # the classic passive spoof: the large bid draws a buyer onto the owner's own small ask
+    [a] = alerts_of(Spoofing(), tape() + pair())
+    assert a.metrics["orders_cancelled"] == 1 and a.evidence.column("trade_id").to_pylist() == [None, "m", None]
+
+
+def test_same_pair_from_a_market_maker_quoting_both_sides_does_not_alert():
+    # ... but among a market maker's continuous two-sided quotes it is one more quote
+    assert alerts_of(Spoofing(), tape() + quotes("MM", 31, 60) + pair(t=40.2, owner="MM")) == []
+
+
+@pytest.mark.parametrize("bought, fires", [(0.2, True), (0.21, False)])  # vs 1.0 sold: 20% at most
+def test_two_way_share_threshold(bought, fires):
+    # the spoofer's small bid was also hit (the spoof's side) while it sold: a market maker's two-way trading
+    two_way = [order(38.0, "b", "SP", "buy", "new", 99.99, bought),
+               trade(39.0, "tw", "SP", "CP", 99.99, bought, aggressor="sell", buy_order="b"),
+               order(39.0, "b", "SP", "buy", "fill", 99.99, bought, leaves=0.0)]
+    assert bool(alerts_of(Spoofing(max_two_way_share=0.2), tape() + two_way + spoof_rows())) is fires
 
 
 def test_honest_large_order_that_trades_does_not_alert():
