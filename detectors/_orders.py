@@ -10,8 +10,8 @@ links (``_candidates``), says when an episode alerts (``_ready``) and how it rea
 
 Every piece of state expires by event time as rows are read, so a state untouched past
 ``horizon_ns`` reads the next rows exactly as a new one would: that makes ``is_idle`` safe.
-Rows are read once per batch with ``to_rows``; the few kept as evidence are those dicts
-(plain values: nothing pins a batch), turned back into Arrow on alert.
+Rows are read once per batch as column lists (``Rows``); the few kept as evidence become
+dicts (plain values: nothing pins a batch), turned back into Arrow on alert.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from detectors.base import Detector
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, evidence_id
-from surveil.schemas import Action, Kind, Side, to_rows
+from surveil.schemas import Action, Kind, Side
 
 MS = 1_000_000
 TOUCH_MAX_AGE_NS = 60_000 * MS  # an older last price is no longer "the touch"
@@ -33,7 +33,7 @@ MIN_OWNER_SAMPLES = 20  # orders in the window before the owner's own usual size
 MAX_TYPICAL_SAMPLES = 1_000  # bounds the median's cost on busy venues
 SIDE_SPAN_NS = 10_000 * MS  # one-sidedness is judged over at least this much placing
 MAX_EXEC_EVIDENCE = 20  # executions kept per episode (the summary still counts them all)
-# The evidence columns (instrument is the key) and what the loop needs: few, as ``to_rows``
+# The evidence columns (instrument is the key) and what the loop needs: few, as reading them
 # is the loop's main cost.
 ROW_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ("leaves_qty", "buy_order_id", "sell_order_id")
 BUY, SELL = Side.BUY.value, Side.SELL.value
@@ -73,6 +73,21 @@ class RollingQuantile:
             self._drop()
         n = len(self.sorted)
         return self.sorted[min(int(n * q), n - 1)] if n >= min_samples else None
+
+
+class Rows:
+    """One batch's columns as Python lists: the loop reads values by index, and a row's dict is
+    built only for the few rows kept (an order's ``new``, an episode's executions and cancels)."""
+
+    def __init__(self, table: pa.Table):
+        t = table.select(list(ROW_COLUMNS))
+        self.cols = {name: (col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist()
+                     for name, col in zip(t.column_names, t.columns)}
+        for name, values in self.cols.items():
+            setattr(self, name, values)
+
+    def row(self, i: int) -> dict:
+        return {name: values[i] for name, values in self.cols.items()}
 
 
 @dataclass
@@ -163,7 +178,7 @@ class OrderPatternDetector(Detector):
         keep = pc.and_(pc.is_in(events.column("kind"), _KINDS), has_owner)
         transient = pc.or_(pc.is_in(events.column("time_in_force"), _TRANSIENT_TIF),
                            pc.is_in(events.column("order_type"), _MARKET))
-        return events.filter(pc.and_not(keep, transient))
+        return events.select(list(ROW_COLUMNS) + ["instrument"]).filter(pc.and_not(keep, transient))
 
     def new_state(self) -> BookState:
         return BookState()
@@ -181,21 +196,23 @@ class OrderPatternDetector(Detector):
         instrument = events.column("instrument")[0].as_py()
         out: dict[str, Alert] = {}
         window = self.max_cancel_ms * MS
-        for r in to_rows(events.select(list(ROW_COLUMNS))):
-            ts = state.last_ns = r["ts"]
+        b = Rows(events)
+        for i, (ts, kind) in enumerate(zip(b.ts, b.kind)):
+            state.last_ns = ts
             if state.expiry and state.expiry[0][0] < ts - window:
                 self._expire(state, ts - window)
-            if r["kind"] == _ORDER:
-                a = self._order(state, r, ts, instrument)
+            if kind == _ORDER:
+                a = self._order(state, b, i, ts, instrument)
                 if a is not None:
                     out[a.alert_id] = a
                 continue
-            if r["price"] and r["qty"]:
-                state.touch[r["venue"]] = (ts, r["price"])
-                if r["venue"] not in state.typical:
-                    state.typical[r["venue"]] = RollingQuantile(self.typical_window_ms * MS)
-                state.typical[r["venue"]].add(ts, r["qty"])
-            self._trade(state, r, ts)
+            price, qty, venue = b.price[i], b.qty[i], b.venue[i]
+            if price and qty:
+                state.touch[venue] = (ts, price)
+                if venue not in state.typical:
+                    state.typical[venue] = RollingQuantile(self.typical_window_ms * MS)
+                state.typical[venue].add(ts, qty)
+            self._trade(state, b, i, ts)
         if state.last_ns >= state.sweep_ns:
             self._sweep(state)
         return list(out.values())
@@ -257,42 +274,43 @@ class OrderPatternDetector(Detector):
                            evidence=evidence, instrument=instrument, params=self.params(), **kw)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _order(self, state: BookState, r: dict, ts: int, instrument: str) -> Alert | None:
-        owner, oid, action = r["owner"], r["order_id"], r["action"]
+    def _order(self, state: BookState, b: Rows, i: int, ts: int, instrument: str) -> Alert | None:
+        owner, oid, action = b.owner[i], b.order_id[i], b.action[i]
         book = state.owners.get(owner)
         if action == _NEW:
-            if r["price"] is None or r["side"] not in OPPOSITE or not r["qty"]:
+            price, side, qty = b.price[i], b.side[i], b.qty[i]
+            if price is None or side not in OPPOSITE or not qty:
                 return None
             if book is not None and oid in book.orders:  # a repeated `new`: start the order afresh
                 self._close(book, oid)
             if book is None:
                 book = state.owners[owner] = OwnerBook(RollingQuantile(self.typical_window_ms * MS, cap=50))
-            order = book.orders[oid] = Order(r, r["side"], r["price"], r["qty"], ts)
-            book.open_qty[order.side] += order.qty
-            book.placed[order.side].append(ts)
+            order = book.orders[oid] = Order(b.row(i), side, price, qty, ts)
+            book.open_qty[side] += qty
+            book.placed[side].append(ts)
             self._place(state, book, order, oid, ts, True)
-            state.expiry.append((ts, owner, oid, order.side))
+            state.expiry.append((ts, owner, oid, side))
             return None
         order = book.orders.get(oid) if book is not None else None
         if order is None:
             return None
         if action == _AMEND:
             book.open_qty[order.side] -= order.open
-            order.price = r["price"] if r["price"] is not None else order.price
-            order.qty = r["qty"] or order.qty
+            order.price = b.price[i] if b.price[i] is not None else order.price
+            order.qty = b.qty[i] or order.qty
             book.open_qty[order.side] += order.open
             self._place(state, book, order, oid, ts, False)
         elif action == _FILL:
             if not order.filled:
                 bisect.insort(book.filled_new[order.side], order.new_ns)
-            order.filled += r["qty"] or 0.0
-            book.open_qty[order.side] -= r["qty"] or 0.0
-            if r["leaves_qty"] is not None and r["leaves_qty"] <= 0:
+            order.filled += b.qty[i] or 0.0
+            book.open_qty[order.side] -= b.qty[i] or 0.0
+            if b.leaves_qty[i] is not None and b.leaves_qty[i] <= 0:
                 self._close(book, oid)
         elif action in _CLOSING:
             in_time = ts - order.new_ns <= self.max_cancel_ms * MS
             unfilled = order.filled <= self.max_fill_share * order.qty
-            return self._close(book, oid, r if in_time and unfilled else None, owner, instrument, ts)
+            return self._close(book, oid, (b, i) if in_time and unfilled else None, owner, instrument, ts)
         else:  # reject
             self._close(book, oid)
         return None
@@ -312,7 +330,7 @@ class OrderPatternDetector(Detector):
         book.marked.discard(oid)
         self._track(state, book, order, oid, ts, new)
 
-    def _close(self, book: OwnerBook, oid: str, cancel: dict | None = None, owner: str = "",
+    def _close(self, book: OwnerBook, oid: str, cancel: tuple[Rows, int] | None = None, owner: str = "",
                instrument: str = "", ts: int = 0) -> Alert | None:
         order = book.orders.pop(oid)
         book.marked.discard(oid)
@@ -322,24 +340,25 @@ class OrderPatternDetector(Detector):
             return None
         del ep.open[oid]
         alert = None
-        if cancel is not None:
-            ep.cancels.append(cancel)
+        if cancel is not None:  # the cancel counts in time and unfilled: its row is evidence
+            ep.cancels.append(cancel[0].row(cancel[1]))
             if self._ready(ep):
                 alert = self._alert(ep, owner, instrument, ts)
         if not ep.open:
             del book.episodes[order.side]
         return alert
 
-    def _trade(self, state: BookState, r: dict, ts: int) -> None:
-        buyer, seller = r["buy_owner"], r["sell_owner"]
+    def _trade(self, state: BookState, b: Rows, i: int, ts: int) -> None:
+        buyer, seller = b.buy_owner[i], b.sell_owner[i]
         if buyer == seller:  # a self-match is a wash trade, not a trade against the book
             return
-        for owner, side, own_order in ((buyer, BUY, r["buy_order_id"]), (seller, SELL, r["sell_order_id"])):
+        r = None  # the trade's row, built when an episode keeps it
+        for owner, side, own_order in ((buyer, BUY, b.buy_order_id[i]), (seller, SELL, b.sell_order_id[i])):
             book = state.owners.get(owner) if owner else None
             if book is None:
                 continue
             fills = book.fills
-            fills.append((ts, side, r["qty"] or 0.0))
+            fills.append((ts, side, b.qty[i] or 0.0))
             while fills[0][0] < ts - max(self.max_cancel_ms * MS, SIDE_SPAN_NS):  # older than one_way reads
                 fills.popleft()
             if not book.marked:
@@ -348,6 +367,7 @@ class OrderPatternDetector(Detector):
             cands = self._candidates(state, book, resting, own_order)
             if not cands:
                 continue
+            r = r or b.row(i)
             ep = book.episodes.get(resting)
             # An episode links executions for one window after its first: orders placed later
             # start a new one, so an owner who never stops cannot grow one without bound.

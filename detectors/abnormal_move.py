@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from river import stats
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
@@ -146,7 +146,8 @@ class AbnormalMove(Detector):
     def select(self, events: pa.Table) -> pa.Table:
         ok = pc.and_(pc.fill_null(pc.greater(events.column("price"), 0), False),
                      pc.fill_null(pc.greater(events.column("qty"), 0), False))
-        return events.filter(pc.fill_null(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value), ok), False))
+        return keep_rows(events, pc.fill_null(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value), ok), False),
+                         ("venue_symbol",))
 
     def new_state(self) -> AbnormalState:
         return AbnormalState([None] * (1440 // self.slot_minutes), _Baseline.new(self.baseline_alpha))

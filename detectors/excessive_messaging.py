@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Action, Kind, to_rows
 
@@ -132,7 +132,7 @@ class ExcessiveMessaging(Detector):
         """Owners' order events that are messages (new, amend, cancel) or fills."""
         keep = pc.and_(pc.equal(events.column("kind"), Kind.ORDER.value), pc.is_valid(events.column("owner")))
         keep = pc.and_(keep, pc.is_in(events.column("action"), _COUNTED))
-        return events.filter(pc.fill_null(keep, False))
+        return keep_rows(events, pc.fill_null(keep, False))
 
     def new_state(self) -> MessagingState:
         return MessagingState()

@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
@@ -121,7 +121,7 @@ class PumpAndDump(Detector):
     def select(self, events: pa.Table) -> pa.Table:
         ok = pc.and_(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
                              pc.greater(events.column("price"), 0)), pc.greater(events.column("qty"), 0))
-        return events.filter(pc.fill_null(ok, False))
+        return keep_rows(events, pc.fill_null(ok, False))
 
     def new_state(self) -> PumpState:
         return PumpState()

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
@@ -123,7 +123,7 @@ class ReferenceDeviation(Detector):
     # -- contract ---------------------------------------------------------------------------
     def select(self, events: pa.Table) -> pa.Table:
         keep = pc.and_(pc.is_in(events.column("kind"), _KINDS), pc.is_valid(events.column("instrument")))
-        return events.filter(pc.fill_null(keep, False))
+        return keep_rows(events, pc.fill_null(keep, False), ("bid", "ask"))
 
     def new_state(self) -> DeviationState:
         return DeviationState()

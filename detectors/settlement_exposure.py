@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
@@ -150,7 +150,7 @@ class SettlementExposure(Detector):
         local = pc.or_(pc.equal(bp, self.local_platform), pc.equal(sp, self.local_platform))
         cross = pc.and_(pc.equal(kind, _TRADE), pc.and_(pc.not_equal(bp, sp), local))
         keep = pc.or_(pc.fill_null(cross, False), pc.fill_null(pc.equal(kind, _SETTLEMENT), False))
-        return events.filter(keep)
+        return keep_rows(events, keep)
 
     def new_state(self) -> ExposureState:
         return ExposureState()

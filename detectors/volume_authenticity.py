@@ -59,7 +59,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import special
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
@@ -150,7 +150,7 @@ class VolumeAuthenticity(Detector):
         qty = events.column("qty")
         mask = pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
                        pc.and_(pc.greater(qty, 0.0), pc.is_finite(qty)))
-        return events.filter(pc.fill_null(mask, False))
+        return keep_rows(events, pc.fill_null(mask, False), ("venue_symbol",))
 
     def new_state(self) -> VolumeState:
         return VolumeState()

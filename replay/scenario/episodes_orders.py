@@ -89,8 +89,7 @@ def _resting_episode(m, rng, slot, type_name: str, layered: bool):
                            "order_platform": m.platform_of(spoof_acct), "execution_platform": m.platform_of(exec_acct),
                        })
     # a spoof on two levels plus one more order of the owner's is a ladder too: either alert is right
-    ep.related_types = ["spoofing" if layered else "layering"]
-    m.label_orders(ep, [spoof_acct], resting_only=True)
+    m.label_orders(ep, [spoof_acct], resting_only=True, related=["spoofing" if layered else "layering"])
 
     def build():
         idx = m.index_of(ep)
