@@ -46,7 +46,8 @@ class Layering(OrderPatternDetector):
     param_docs = {
         "min_levels": ("price levels", "distinct price levels the ladder needs on one side"),
         "min_cancel_share": ("share of orders", "share of the ladder's orders cancelled in time, unfilled"),
-        "max_distance_bps": ("bps", "orders count in the ladder only this close to the touch (last trade)"),
+        "max_distance_bps": ("bps", "orders count in the ladder only this close to the touch (the last trade: up to "
+                                    "a spread from the bid or offer) when placed, and within twice this since"),
         "max_cancel_ms": ("ms", "an order is cancelled within this time of being placed; also the window an "
                                 "order is remembered"),
         "max_fill_share": ("share of qty", "a cancelled order filled more than this was bona fide"),
@@ -60,7 +61,7 @@ class Layering(OrderPatternDetector):
         "typical_window_ms": ("ms", "how far back the typical traded size is measured"),
     }
 
-    def __init__(self, min_levels: int = 3, min_cancel_share: float = 0.6, max_distance_bps: float = 10.0,
+    def __init__(self, min_levels: int = 3, min_cancel_share: float = 0.6, max_distance_bps: float = 15.0,
                  max_cancel_ms: int = 60_000, max_fill_share: float = 0.2, min_total_multiple: float = 2.0,
                  min_owner_multiple: float = 2.0, min_side_ratio: float = 3.0, max_two_way_share: float = 0.2, typical_window_ms: int = 300_000):
         if min_levels < 2 or not 0 < min_cancel_share <= 1 or not 0 <= max_fill_share < 1:

@@ -17,7 +17,7 @@ What keeps look-alikes out:
 - a large order cancelled before the owner trades on the other side links to nothing: the
   execution must come while the order rests;
 - an owner resting near-touch orders on more than ``max_levels`` price levels is layering
-  (``detectors/layering.py``, same ``max_distance_bps``): one episode, one alert.
+  (``detectors/layering.py``): one episode, one alert.
 
 >>> import pyarrow as pa
 >>> from surveil.schemas import EVENT_SCHEMA

@@ -108,10 +108,11 @@ def test_deeper_levels_past_the_band_do_not_hide_the_ladder():
     # a ladder running past max_distance_bps: its deep orders press on the book too, they do not
     # count as "the rest" the ladder must outweigh (the other side's resting orders do)
     rows = tape() + ladder_rows(levels=8, tick=0.03)  # levels 3-30 bps behind: 3 within 10 bps
-    [a] = alerts_of(Layering(), rows)
+    det = Layering(max_distance_bps=10.0)
+    [a] = alerts_of(det, rows)
     assert a.metrics["levels"] == 3
     other_side = [order(40.5, "s", "LY", "sell", "new", 100.5, 4.0)]
-    assert alerts_of(Layering(), rows + other_side) == []
+    assert alerts_of(det, rows + other_side) == []
 
 
 def test_quotes_left_behind_by_a_trending_price_are_not_a_ladder():
