@@ -3,59 +3,19 @@
 The file decoders read through :class:`connectors._io.LineReader`; a live source already holds
 the bytes of whole records.  These two entry points run the *same* decoding as the files do:
 
-* :func:`json_rows`: canonical JSON objects, one per record, through ``canonical``'s column
-  conversion and :func:`connectors._events.finish` (the body of ``canonical._jsonl``'s loop,
-  with the caller's ``src_seq`` and positions instead of a file's line numbers);
+* :func:`connectors.canonical.json_rows`: canonical JSON objects, one per record, the
+  decoding ``canonical``'s JSONL files go through, with the caller's ``src_seq`` and positions
+  instead of a file's line numbers (re-exported here);
 * :class:`FixBlocks`: :meth:`connectors.fix.FixFileDecoder.decode_block` on a block of whole
   lines, without a file behind it.
-
->>> ctx = Context(source="kafka:t", step_id="decode.kafka.json", feed="canonical", src=1, recv_ts_ns=0)
->>> out = json_rows([b'{"kind":"trade","ts":5,"venue":"X","venue_symbol":"A","price":1,"qty":2}', b'[1]'],
-...                 [10, 11], ["0:10", "0:11"], ctx)
->>> out.events.column("src_seq").to_pylist(), out.dead.column("reason").to_pylist()
-([10], ['expected a JSON object, got list'])
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
-import orjson
-
-from .canonical import _FIELDS, _columns
-from ._events import Context, Decoded, DeadRow, finish
+from ._events import Context
+from .canonical import json_rows
 from .fix import FixFileDecoder
 
-
-def json_rows(records: Sequence[bytes], seqs: Sequence[int], positions: Sequence[str], ctx: Context,
-              venue: str | None = None) -> Decoded:
-    """Canonical JSON objects → events and dead letters; ``seqs``/``positions`` per record.
-
-    Records are not split on newlines (a Kafka message may hold pretty-printed JSON); blank
-    records are the caller's business (files skip them, Kafka makes them dead letters).
-    """
-    rows, row_idx, dead, row_seqs = [], [], [], []
-    for i, rec in enumerate(records):
-        try:
-            obj = orjson.loads(rec)
-        except orjson.JSONDecodeError as e:
-            dead.append(DeadRow(int(seqs[i]), f"invalid JSON: {e}", positions[i], rec))
-            continue
-        if isinstance(obj, dict):
-            rows.append(obj)
-            row_idx.append(i)
-            row_seqs.append(int(seqs[i]))
-        else:
-            dead.append(DeadRow(int(seqs[i]), f"expected a JSON object, got {type(obj).__name__}", positions[i], rec))
-    keys = set().union(*rows) if rows else set()
-    source = {name: [r.get(name) for r in rows] for name in _FIELDS if name in keys}
-    cols, rejects = _columns(source, len(rows), venue)
-
-    def locate(r: int) -> tuple[str, bytes]:
-        i = row_idx[r]
-        return positions[i], records[i]
-
-    return finish(cols, np.array(row_seqs, np.int64), locate, ctx, rejects=rejects, dead=dead)
+__all__ = ["FixBlocks", "json_rows"]
 
 
 class FixBlocks(FixFileDecoder):

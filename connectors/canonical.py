@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import orjson
@@ -166,38 +166,53 @@ def _jsonl(path, ctx: Context, venue: str | None, chunk_rows: int) -> Iterator[D
     with LineReader(path, max_lines=chunk_rows) as reader:
         for block in reader.blocks():
             lines = split_lines(block.data)
-            rows, row_line, dead, seqs = [], [], [], []
-            seq = seq0
-            for i, line in enumerate(lines):
-                if not line:  # blank lines are not rows, as in every format
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError as e:
-                    dead.append(DeadRow(seq, f"invalid JSON: {e}", f"line {block.first_line + i}", line))
-                else:
-                    if isinstance(obj, dict):
-                        rows.append(obj)
-                        row_line.append(i)
-                        seqs.append(seq)
-                    else:
-                        dead.append(DeadRow(seq, f"expected a JSON object, got {type(obj).__name__}",
-                                            f"line {block.first_line + i}", line))
-                seq += 1
-            seq0 = seq
-            keys = set().union(*rows) if rows else set()
-            source = {name: [r.get(name) for r in rows] for name in _FIELDS if name in keys}
-            cols, rejects = _columns(source, len(rows), venue)
-
-            def locate(r: int, lines=lines, row_line=row_line, first=block.first_line) -> tuple[str, bytes]:
-                return f"line {first + row_line[r]}", lines[row_line[r]]
-
-            out = finish(cols, np.array(seqs, np.int64), locate, ctx, rejects=rejects, dead=dead)
+            idx = [i for i, line in enumerate(lines) if line]  # blank lines are not rows, as in every format
+            out = json_rows([lines[i] for i in idx], range(seq0, seq0 + len(idx)),
+                            lambda r, idx=idx, first=block.first_line: f"line {first + idx[r]}", ctx, venue)
+            seq0 += len(idx)
             if out.events.num_rows or out.dead.num_rows:
                 yield out
         if reader.truncated is not None:
             t = reader.truncated
             yield dead_only(ctx, [DeadRow(seq0, t.reason, f"line {t.line}", t.raw)])
+
+
+def json_rows(records: Sequence[bytes], seqs: Sequence[int], position: Callable[[int], str], ctx: Context,
+              venue: str | None = None) -> Decoded:
+    """Canonical JSON objects, one per record (lines of a file, Kafka messages, lines appended to
+    a tailed file) → events and dead letters; ``seqs[i]`` and ``position(i)`` name record ``i``.
+
+    Records are not split on newlines (a Kafka message may hold pretty-printed JSON); blank
+    records are the caller's business (files skip them, Kafka makes them dead letters).
+
+    >>> ctx = Context(source="kafka:t", step_id="decode.kafka.json", feed="canonical", src=1, recv_ts_ns=0)
+    >>> out = json_rows([b'{"kind":"trade","ts":5,"venue":"X","venue_symbol":"A","price":1,"qty":2}', b'[1]'],
+    ...                 [10, 11], ["0:10", "0:11"].__getitem__, ctx)
+    >>> out.events.column("src_seq").to_pylist(), out.dead.column("reason").to_pylist()
+    ([10], ['expected a JSON object, got list'])
+    """
+    rows, row_idx, dead, row_seqs = [], [], [], []
+    for i, (rec, seq) in enumerate(zip(records, seqs)):
+        try:
+            obj = orjson.loads(rec)
+        except orjson.JSONDecodeError as e:
+            dead.append(DeadRow(int(seq), f"invalid JSON: {e}", position(i), rec))
+            continue
+        if isinstance(obj, dict):
+            rows.append(obj)
+            row_idx.append(i)
+            row_seqs.append(int(seq))
+        else:
+            dead.append(DeadRow(int(seq), f"expected a JSON object, got {type(obj).__name__}", position(i), rec))
+    keys = set().union(*rows) if rows else set()
+    source = {name: [r.get(name) for r in rows] for name in _FIELDS if name in keys}
+    cols, rejects = _columns(source, len(rows), venue)
+
+    def locate(r: int) -> tuple[str, bytes]:
+        i = row_idx[r]
+        return position(i), records[i]
+
+    return finish(cols, np.array(row_seqs, np.int64), locate, ctx, rejects=rejects, dead=dead)
 
 
 # -- CSV -------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def _decode_topic(items: list, topic: str | None, fmt: str, src: int, venue: str
         return _with_receipt(dead_only(ctx, dead), recv, None)
     seqs = np.array([g[0] for g in good], np.int64)
     if fmt == "json":
-        decoded = json_rows([g[2] for g in good], seqs, [g[1] for g in good], ctx, venue)
+        decoded = json_rows([g[2] for g in good], seqs, [g[1] for g in good].__getitem__, ctx, venue)
     else:
         decoded = _fix(good, seqs, ctx, venue)
     if dead:

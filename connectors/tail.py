@@ -285,7 +285,7 @@ class TailFeed:
             idx = [i for i, ln in enumerate(lines) if ln]  # empty lines are not records (as in files)
             n_rows = len(idx)
             out = json_rows([lines[i] for i in idx], range(f.seq, f.seq + n_rows),
-                            [f"line {f.line + i}" for i in idx], ctx, self.venue)
+                            lambda r, idx=idx, first=f.line: f"line {first + idx[r]}", ctx, self.venue)
         else:  # only blank lines so far: nothing to decode, nothing to wait for
             out, n_rows = dead_only(ctx, []), 0
         f.offset += len(block)
