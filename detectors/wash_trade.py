@@ -61,14 +61,19 @@ class WashTrade(Detector):
         "window_gap_ms": ("ms", "self-matched trades closer than this form one episode (one alert)"),
         "min_trades": ("trades", "self-matched trades an episode needs before it alerts"),
         "high_severity_notional": ("quote currency", "episode notional at which severity becomes high"),
+        "max_evidence": ("trades", "self-matched trades kept as an alert's evidence (its first ones; the summary "
+                                   "and metrics count them all): an owner self-matching all day keeps one alert "
+                                   "whose every revision the store rewrites"),
     }
 
-    def __init__(self, window_gap_ms: int = 300_000, min_trades: int = 1, high_severity_notional: float = 1_000_000.0):
-        if window_gap_ms <= 0 or min_trades < 1:
-            raise ValueError("window_gap_ms must be > 0 and min_trades >= 1")
+    def __init__(self, window_gap_ms: int = 300_000, min_trades: int = 1, high_severity_notional: float = 1_000_000.0,
+                 max_evidence: int = 200):
+        if window_gap_ms <= 0 or min_trades < 1 or max_evidence < 1:
+            raise ValueError("window_gap_ms must be > 0, min_trades and max_evidence >= 1")
         self.window_gap_ms = int(window_gap_ms)
         self.min_trades = int(min_trades)
         self.high_severity_notional = float(high_severity_notional)
+        self.max_evidence = int(max_evidence)
 
     def select(self, events: pa.Table) -> pa.Table:
         mask = pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
@@ -89,7 +94,8 @@ class WashTrade(Detector):
             if ep is None or ts[i] - ep.last_ns > gap_ns:
                 ep = state.episode = _Episode(ts[i], ts[i], evidence_id(row))
             ep.last_ns = ts[i]
-            ep.rows.append(events.take([i]))  # a copy: a slice would pin the whole batch
+            if len(ep.rows) < self.max_evidence:
+                ep.rows.append(events.take([i]))  # a copy: a slice would pin the whole batch
             ep.trades += 1
             ep.notional += row["price"] * row["qty"]
             ep.owners.update(o for o in (row["buy_owner"], row["sell_owner"]) if o)

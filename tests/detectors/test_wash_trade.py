@@ -57,3 +57,11 @@ def test_revisions_keep_the_id_and_grow_the_evidence():
     assert first.alert_id == last.alert_id and last.evidence.num_rows == 3
     assert det.is_idle(st, last.window_end_ns + det.window_gap_ms * 1_000_000 + 1)
     assert not det.is_idle(st, last.window_end_ns + S)
+
+
+def test_evidence_keeps_the_first_trades_and_the_metrics_count_them_all():
+    [a] = alerts_of(WashTrade(max_evidence=2), trades(["O1"] * 5, ["O1"] * 5))
+    assert a.evidence.column("trade_id").to_pylist() == ["t0", "t1"]
+    assert a.metrics["trades"] == 5 and "5 time(s)" in a.summary
+    [b] = alerts_of(WashTrade(max_evidence=5), trades(["O1"] * 5, ["O1"] * 5))
+    assert b.alert_id == a.alert_id and b.evidence.num_rows == 5
