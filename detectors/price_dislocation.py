@@ -32,8 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detectors.base import Detector
-from surveil.alerts import Alert, Severity, evidence_id
+from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
+
+# what update reads: evidence rows (and the ids alerts name them by), bid and ask
+SELECT_COLUMNS = list(EVIDENCE_COLUMNS) + ["venue_symbol", "bid", "ask"]
 
 
 @dataclass
@@ -84,7 +87,9 @@ class PriceDislocation(Detector):
         kind = events.column("kind")
         has_quote = pc.and_(pc.equal(kind, Kind.QUOTE.value),
                             pc.and_(pc.is_valid(events.column("bid")), pc.is_valid(events.column("ask"))))
-        return events.filter(pc.fill_null(pc.or_(pc.equal(kind, Kind.TRADE.value), has_quote), False))
+        keep = pc.fill_null(pc.or_(pc.equal(kind, Kind.TRADE.value), has_quote), False)
+        # only the columns update and the evidence read: filtering, splitting by key and taking rows cost per column
+        return events.select(SELECT_COLUMNS).filter(keep)
 
     def new_state(self) -> DislocationState:
         return DislocationState()
@@ -97,25 +102,27 @@ class PriceDislocation(Detector):
         n = events.num_rows
         if n == 0:
             return []
-        ts = events.column("ts").cast(pa.int64()).to_numpy()
-        is_quote = np.asarray(pc.equal(events.column("kind"), Kind.QUOTE.value).to_numpy(zero_copy_only=False), dtype=bool)
-        mid = ((pc.fill_null(events.column("bid"), 0.0).to_numpy() + pc.fill_null(events.column("ask"), 0.0).to_numpy()) / 2)
-        price = np.where(is_quote, mid, pc.fill_null(events.column("price"), np.nan).to_numpy())
-        venue_col = events.column("venue").to_numpy(zero_copy_only=False)
-        venues = sorted(set(state.last) | set(venue_col.tolist()))
+        ts = events.column("ts").to_numpy().view(np.int64)  # datetime64[ns] -> ns, without a copy
+        is_quote = pc.equal(events.column("kind"), Kind.QUOTE.value).to_numpy(zero_copy_only=False)
+        # float columns convert with nulls as NaN; select() keeps only quotes with both sides and trades
+        price = np.where(is_quote, (events.column("bid").to_numpy() + events.column("ask").to_numpy()) / 2,
+                         events.column("price").to_numpy())
+        enc = pc.dictionary_encode(events.column("venue")).combine_chunks()
+        names = enc.dictionary.to_pylist()
+        venues = sorted(set(state.last) | set(names))
+        code = np.array([venues.index(v) for v in names], np.int64)[enc.indices.to_numpy()]
         stale = self.max_staleness_ms * 1_000_000
         # per venue: forward-filled latest price and its time at every row
-        vp = np.full((len(venues), n), np.nan)
-        vt = np.full((len(venues), n), np.iinfo(np.int64).min // 2, dtype=np.int64)
-        last_idx = np.full((len(venues), n), -1, dtype=np.int64)
-        arange = np.arange(n)
+        K, arange = len(venues), np.arange(n)
+        vp = np.full((K, n), np.nan)
+        vt = np.full((K, n), np.iinfo(np.int64).min // 2, dtype=np.int64)
+        last_idx = np.empty((K, n), dtype=np.int64)
         for k, v in enumerate(venues):
-            idx = np.maximum.accumulate(np.where(venue_col == v, arange, -1))
-            last_idx[k] = idx
-            have = idx >= 0
-            vp[k, have], vt[k, have] = price[idx[have]], ts[idx[have]]
-            if v in state.last:
-                vp[k, ~have], vt[k, ~have] = state.last[v].price, state.last[v].ts_ns
+            idx = last_idx[k] = np.maximum.accumulate(np.where(code == k, arange, -1))
+            f = int(np.searchsorted(idx, 0))  # rows [f, n) have seen venue k in this batch (idx is non-decreasing)
+            vp[k, f:], vt[k, f:] = price[idx[f:]], ts[idx[f:]]
+            if f and v in state.last:
+                vp[k, :f], vt[k, :f] = state.last[v].price, state.last[v].ts_ns
         fresh = (ts[None, :] - vt <= stale) & ~np.isnan(vp)
         hi_m = np.where(fresh, vp, -np.inf)
         lo_m = np.where(fresh, vp, np.inf)
@@ -126,12 +133,24 @@ class PriceDislocation(Detector):
             gap = np.where(valid, (hi - lo) / ((hi + lo) / 2) * 1e4, 0.0)
         over = gap > self.threshold_bps
 
-        def obs_row(k: int, i: int) -> pa.Table:
-            j = last_idx[k, i]
-            return events.take([int(j)]) if j >= 0 else state.last[venues[k]].row
+        def obs_row(k: int, i: int) -> int | pa.Table:
+            """Venue k's observation as of row i: its batch row number (taken later, with others), else the state's."""
+            j = int(last_idx[k, i])
+            return j if j >= 0 else state.last[venues[k]].row
+
+        def settle(*lists: list) -> None:
+            """Batch row numbers in these lists -> their rows, all in one take (slices of a small table, not of the
+            batch, which they would pin)."""
+            want = sorted({x for rs in lists for x in rs if isinstance(x, int)})
+            if want:  # (select() has narrowed the columns to what evidence reads: a take costs per column)
+                taken = events.take(want)
+                at = {j: taken.slice(p, 1) for p, j in enumerate(want)}
+                for rs in lists:
+                    rs[:] = [at[x] if isinstance(x, int) else x for x in rs]
 
         out: dict[str, Alert] = {}
         dur = self.min_duration_ms * 1_000_000
+        instrument = None
         # walk only the rows where the over/under state flips, plus alert crossings
         flips = np.flatnonzero(np.diff(np.concatenate(([state.episode is not None], over))))
         cuts = list(flips) + [n]
@@ -148,28 +167,35 @@ class PriceDislocation(Detector):
                 if not ep.alerted and ts[cut - 1] - ep.start_ns >= dur:
                     ep.alerted = True
                     crossing = pos + int(np.argmax(ts[pos:cut] - ep.start_ns >= dur))
-                    a = self._alert(ep, events.column("instrument")[0].as_py(), int(ts[crossing]), closed=False)
+                    settle(ep.opening, ep.peak_rows)
+                    instrument = instrument or events.column("instrument")[0].as_py()
+                    a = self._alert(ep, instrument, int(ts[crossing]), closed=False)
                     out[a.alert_id] = a
             if cut == n:
                 break
             if ep is not None:  # row `cut` closes the episode
                 if ep.alerted or ts[cut] - ep.start_ns >= dur:
                     ep.alerted = True
-                    a = self._alert(ep, events.column("instrument")[0].as_py(), int(ts[cut]), closed=True,
-                                    closing=events.take([int(cut)]))
+                    closing = [int(cut)]
+                    settle(ep.opening, ep.peak_rows, closing)
+                    instrument = instrument or events.column("instrument")[0].as_py()
+                    a = self._alert(ep, instrument, int(ts[cut]), closed=True, closing=closing[0])
                     out[a.alert_id] = a
                 state.episode = None
                 pos = cut + 1
             else:  # row `cut` opens one
                 i = cut
-                rows = [obs_row(hi_k[i], i), obs_row(lo_k[i], i)]
-                state.episode = _Episode(int(ts[i]), rows, float(gap[i]), int(ts[i]), rows,
+                opening = [obs_row(hi_k[i], i), obs_row(lo_k[i], i)]
+                state.episode = _Episode(int(ts[i]), opening, float(gap[i]), int(ts[i]), list(opening),
                                          venues[hi_k[i]], venues[lo_k[i]], last_ns=int(ts[i]))
                 pos = cut
-        for k, v in enumerate(venues):
-            j = last_idx[k, n - 1]
-            if j >= 0:
-                state.last[v] = _Obs(float(price[j]), int(ts[j]), events.take([int(j)]))
+        # each venue's latest observation, and the open episode's rows, into the state: one take for all
+        latest = [(v, int(last_idx[k, n - 1])) for k, v in enumerate(venues) if last_idx[k, n - 1] >= 0]
+        kept = [j for _, j in latest]
+        ep = state.episode
+        settle(kept, *((ep.opening, ep.peak_rows) if ep is not None else ()))
+        for (v, j), row in zip(latest, kept):
+            state.last[v] = _Obs(float(price[j]), int(ts[j]), row)
         return list(out.values())
 
     def flush(self, state: DislocationState) -> list[Alert]:
@@ -179,7 +205,8 @@ class PriceDislocation(Detector):
         instrument = ep.opening[0].column("instrument")[0].as_py()
         return [self._alert(ep, instrument, ep.last_ns, closed=False)]
 
-    def _alert(self, ep: _Episode, instrument: str, end_ns: int, *, closed: bool, closing: pa.Table | None = None) -> Alert:
+    def _alert(self, ep: _Episode, instrument: str, end_ns: int, *, closed: bool,
+               closing: pa.Table | None = None) -> Alert:
         secs = (end_ns - ep.start_ns) / 1e9
         state = "" if closed else " (still open)"
         summary = (f"{instrument}: {ep.high_venue} above {ep.low_venue} by up to {ep.peak_bps:.1f} bps for "

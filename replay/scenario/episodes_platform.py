@@ -14,7 +14,8 @@ chosen (``Scenario.extra``, one canonical Parquet file each):
 Labelled episodes:
 
 - ``reference_deviation``: SHARED or REFX trades 80-300 bps away from the anchor for 90-300 s
-  (a trapezoid price impact on that venue alone);
+  (a trapezoid price impact on that venue alone); the other venue stays with the anchor, so the
+  two venues are as far apart for as long: ``price_dislocation`` is in its ``related_types``;
 - ``settlement_exposure``, variant ``surge``: HKVATP clients buy from (or sell to) OVSAFF
   clients one way on one instrument, 0.6-1.5 x the reserve (``settlement_reserve``, the
   detector's default) in 30-80 trades inside one settlement cycle, so the net obligation
@@ -85,8 +86,13 @@ def _venue_impact(m, rng, slot, type_name, bps_range, dur_range, ramp_s):
 def inject_reference_deviation(m, rng, slot):
     ec = m.cfg.episodes
     _state(m)
-    return _venue_impact(m, rng, slot, "reference_deviation", ec.reference_bps, ec.reference_duration_s,
-                         float(rng.uniform(5, 20)))
+    ep = _venue_impact(m, rng, slot, "reference_deviation", ec.reference_bps, ec.reference_duration_s,
+                       float(rng.uniform(5, 20)))
+    if ep is not None:
+        # Only one venue leaves the anchor, the other stays with it: the two venues' prices are apart by
+        # the deviation (80-300 bps) for most of the 90-300 s, so a price_dislocation alert is right too.
+        m.label_orders(ep, [], related=("price_dislocation",))
+    return ep
 
 
 def inject_peg_wobble(m, rng, slot):

@@ -25,7 +25,7 @@ from .episodes import EPISODE_TYPES, Episode, Scheduler, episode_count
 from .episodes_platform import extra_tables
 from .flow import background
 from .population import TRADER, Population, build_population
-from .prices import PriceModel
+from .prices import PriceModel, touch_ticks
 
 
 PRICE_MOVERS = ("price_dislocation", "pump_and_dump", "momentum_ignition", "marking_the_close", "abnormal_move",
@@ -173,12 +173,52 @@ class Scenario:
         return out
 
 
+# How far through REFX's best bid/offer an episode's SHARED print must be, and half of it beyond SHARED's own, for the
+# episode to hold an off-market print (off_market's default limit through a quote; its own-venue share is half).
+OFF_MARKET_THROUGH_BPS = 25.0
+
+
+def off_market_prints(m: Market, shared: pa.Table, ep_trades: dict[int, list[str]]) -> set[int]:
+    """Indices of episodes with a SHARED trade out of line with both venues' markets as the price model has them.
+
+    A round trip's return leg at its first leg's price after the market has moved, say, is an off-market
+    print whatever else it is: an off_market alert on it is right.  The yardstick is the model's touch
+    (not what a detector sees): beyond REFX's by more than ``OFF_MARKET_THROUGH_BPS``, and beyond SHARED's
+    own by half that, on the same side (a venue that moves as a whole, a pump, is not off its market).
+    """
+    wanted = {tid: i for i, ids in ep_trades.items() for tid in ids}
+    if not wanted:
+        return set()
+    trades = shared.filter(pc.and_(pc.equal(shared.column("kind"), "trade"),
+                                   pc.is_in(shared.column("trade_id"), pa.array(list(wanted), pa.string()))))
+    ts = trades.column("ts").cast(pa.int64()).to_numpy()
+    price = trades.column("price").to_numpy()
+    inst_of = {spec.instrument: k for k, spec in enumerate(m.cfg.instruments)}
+    inst = np.array([inst_of[x] for x in trades.column("instrument").to_pylist()], np.int64)
+    ep = np.array([wanted[x] for x in trades.column("trade_id").to_pylist()], np.int64)
+    # per venue (REFX, SHARED): signed bps beyond its touch, + above the ask, - below the bid, 0 inside
+    beyond = np.zeros((2, len(ts)))
+    for k, spec in enumerate(m.cfg.instruments):
+        sel = inst == k
+        for row, venue, listing in ((0, REFX, spec.refx), (1, SHARED, spec.shared)):
+            if not sel.any():
+                continue
+            scale = 10.0 ** listing.tick_decimals
+            bid, ask = touch_ticks(m.prices.mid(k, venue, ts[sel]), listing.half_spread_bps, listing.tick_decimals)
+            p = price[sel] * scale
+            beyond[row, sel] = np.where(p > ask, (p / ask - 1) * 1e4, np.where(p < bid, (p / bid - 1) * 1e4, 0.0))
+    up = (beyond[0] > OFF_MARKET_THROUGH_BPS) & (beyond[1] > OFF_MARKET_THROUGH_BPS / 2)
+    down = (beyond[0] < -OFF_MARKET_THROUGH_BPS) & (beyond[1] < -OFF_MARKET_THROUGH_BPS / 2)
+    return set(ep[up | down].tolist())
+
+
 def simulate(cfg: ScenarioConfig) -> Scenario:
     m = Market(cfg)
     m.inject_episodes()
     background(m, component_rng(cfg.seed, "background"))
     shared, aux, ep_trades, ep_orders = assemble_shared(m, component_rng(cfg.seed, "latency:shared"))
     refx = assemble_refx(m, component_rng(cfg.seed, "latency:refx"))
+    off_market = off_market_prints(m, shared, ep_trades) if "off_market" in cfg.episode_types else set()
     episodes, lookalikes = [], []
     ordered = sorted(range(len(m.all_episodes)),
                      key=lambda i: (m.all_episodes[i][0].start_ns, m.all_episodes[i][0].instrument))
@@ -196,6 +236,9 @@ def simulate(cfg: ScenarioConfig) -> Scenario:
             # with anchors in the market, an episode that moves one venue's price away from the
             # underlying is also, rightly, a deviation from the anchor
             ep.related_types = sorted(set(ep.related_types or []) | {"reference_deviation"})
+        if i in off_market and ep.type != "off_market" and not is_look:
+            # one of its trades printed off both venues' markets (off_market_prints): an off_market alert is right
+            ep.related_types = sorted(set(ep.related_types or []) | {"off_market"})
         (lookalikes if is_look else episodes).append(ep)
     for prefix, eps in (("EP", episodes), ("LA", lookalikes)):
         for k, ep in enumerate(eps, 1):

@@ -82,22 +82,39 @@ def with_trade(t, venue, price, quotes=QUOTES):
     return tape(sorted(quotes + [(t, venue, "trade", price)], key=lambda r: r[0]))
 
 
-@pytest.mark.parametrize("bps, fires", [(50.5, True), (49.5, False)])
-def test_above_the_best_offer_by_just_over_the_band_fires_just_under_does_not(bps, fires):
-    alerts = run(OffMarket(band_bps=50), with_trade(5.2, "SHARED", 100.5 * (1 + bps / 1e4)))
+@pytest.mark.parametrize("bps, fires", [(25.5, True), (24.5, False)])
+def test_above_the_best_offer_by_just_over_the_limit_fires_just_under_does_not(bps, fires):
+    alerts = run(OffMarket(through_bps=25), with_trade(5.2, "SHARED", 100.5 * (1 + bps / 1e4)))
     assert bool(alerts) is fires
     if fires:
         [a] = alerts
         assert a.metrics["side"] == "above" and a.metrics["distance_bps"] == pytest.approx(bps)
         assert a.metrics["reference_venue"] == "REFX" and a.metrics["reference_price"] == 100.5
+        assert a.metrics["limit_bps"] == 25 and "(limit 25 bps through a quote)" in a.summary
 
 
-@pytest.mark.parametrize("bps, fires", [(50.5, True), (49.5, False)])
-def test_below_the_best_bid_by_just_over_the_band_fires_just_under_does_not(bps, fires):
-    alerts = run(OffMarket(band_bps=50), with_trade(5.2, "SHARED", 100.0 * (1 - bps / 1e4)))
+@pytest.mark.parametrize("bps, fires", [(25.5, True), (24.5, False)])
+def test_below_the_best_bid_by_just_over_the_limit_fires_just_under_does_not(bps, fires):
+    alerts = run(OffMarket(through_bps=25), with_trade(5.2, "SHARED", 100.0 * (1 - bps / 1e4)))
     assert bool(alerts) is fires
     if fires:
         assert alerts[0].metrics["side"] == "below" and "below the best bid" in alerts[0].summary
+
+
+def recent_trades_market(odd_price: float):
+    """Both venues trade every second at 100, no quotes; SHARED prints once at ``odd_price`` at 5.5 s."""
+    rows = [(t + dt, v, "trade", 100.0) for t in range(12) for v, dt in (("REFX", 0.0), ("SHARED", 0.5))]
+    return tape(sorted([r for r in rows if r[0] != 5.5] + [(5.5, "SHARED", "trade", odd_price)], key=lambda r: r[0]))
+
+
+@pytest.mark.parametrize("bps, fires", [(50.5, True), (49.5, False)])
+def test_beyond_recent_trade_prices_by_just_over_the_band_fires_just_under_does_not(bps, fires):
+    # a recent-trade median is only an estimate of a venue's market: the wider band_bps applies, not through_bps
+    alerts = run(OffMarket(through_bps=25, band_bps=50), recent_trades_market(100.0 * (1 + bps / 1e4)))
+    assert bool(alerts) is fires
+    if fires:
+        assert alerts[0].metrics["reference_kind"] == "off-market" and alerts[0].metrics["limit_bps"] == 50
+        assert "(limit 50 bps beyond recent prices)" in alerts[0].summary
 
 
 def test_trade_through_on_the_shared_book_names_the_quote_it_went_through():
@@ -177,6 +194,54 @@ def test_a_venue_moving_as_a_whole_is_a_dislocation_not_off_market_prints():
     # so is a spike that outlasts the confirmation window (5 s): the venue moved, briefly
     trades = [(t / 2, "SHARED", "trade", 101.8 if 5 <= t / 2 < 10 else 100.2) for t in range(40)]
     assert run(OffMarket(), tape(sorted(QUOTES + trades, key=lambda r: r[0]))) == []
+
+
+def test_a_venue_ramping_away_and_back_is_not_off_market():
+    # SHARED leaves REFX's quotes in 1 s (prints at 101.0 and 101.5 on the way), holds 102 for 10 s and comes back
+    # the same way: each print on the way out is followed by prints beyond it, each on the way back lies between
+    # SHARED's own level and the other venues' band - the venue moving (a peg wobble, a dislocation), not odd prints
+    path = {4.6: 101.0, 4.9: 101.5, 15.6: 101.5, 15.9: 101.0}
+    trades = [(t / 5, "SHARED", "trade", 100.2) for t in range(0, 23)]  # 0 .. 4.4 s in line
+    trades += [(t, "SHARED", "trade", p) for t, p in path.items()]
+    trades += [(5.2 + t / 5, "SHARED", "trade", 102.0) for t in range(0, 50)]  # 5.2 .. 15.0 s at 102
+    trades += [(16.2 + t / 5, "SHARED", "trade", 100.2) for t in range(0, 18)]  # back in line
+    table = tape(sorted(QUOTES + trades, key=lambda r: r[0]))
+    assert run(OffMarket(), table) == []
+    # the same print at 101.0 with SHARED trading back in line around it is off-market
+    alone = [r for r in trades if r[0] < 4.5 or r[0] >= 16.2] + [(4.6, "SHARED", "trade", 101.0)]
+    alone += [(4.8 + t / 5, "SHARED", "trade", 100.2) for t in range(0, 55)]
+    [a] = run(OffMarket(), tape(sorted(QUOTES + alone, key=lambda r: r[0])))
+    assert a.window_start_ns == 4_600_000_000 and a.metrics["distance_bps"] == pytest.approx((101.0 / 100.5 - 1) * 1e4)
+
+
+def test_a_print_between_its_venues_level_and_the_band_is_not_off_market():
+    # SHARED has traded at 102 (1.5% above REFX's quotes); a print at 101.3 is through REFX's offer by 80 bps but
+    # on SHARED's way back towards REFX, so not out of line with every venue's market
+    trades = [(t / 2, "SHARED", "trade", 102.0) for t in range(0, 12)]
+    trades += [(6.2, "SHARED", "trade", 101.3)] + [(7.0 + t / 2, "SHARED", "trade", 100.2) for t in range(0, 20)]
+    assert run(OffMarket(), tape(sorted(QUOTES + trades, key=lambda r: r[0]))) == []
+
+
+def at_epoch(table: pa.Table, epoch_ns: int) -> pa.Table:
+    """The same events shifted to ``epoch_ns`` (real nanosecond times, beyond float64's exact integers)."""
+    ts = pc.add(table.column("ts").cast(pa.int64()), pa.scalar(epoch_ns, pa.int64()))
+    return table.set_column(table.schema.get_field_index("ts"), "ts", ts.cast(table.schema.field("ts").type))
+
+
+def test_real_nanosecond_times_give_the_same_verdict():
+    # after the print at 5.2 s SHARED shows two trades within confirm_ms, one at the print's level and one back in
+    # line: half at its level is still an odd print.  At 2026's epoch times (~1.77e18 ns, not exact in float64) the
+    # print itself must not slip into its own confirmation window and tip the count
+    trades = [(t + 0.8, "SHARED", "trade", 100.2) for t in range(5)] + [(5.2, "SHARED", "trade", 101.5),
+              (5.9, "SHARED", "trade", 101.5), (6.6, "SHARED", "trade", 100.2)]
+    trades += [(t + 0.8, "SHARED", "trade", 100.2) for t in range(8, 20)]
+    table = tape(sorted(QUOTES + trades, key=lambda r: r[0]))
+    [a] = run(OffMarket(), table)
+    assert (a.metrics["venue_observations_after"], a.metrics["venue_observations_at_its_level"]) == (2, 1)
+    epoch = 1_772_410_000_000_000_001 - 5_200_000_000  # the print lands 1 ns past a multiple of 256 ns
+    for batch in (None, 7):
+        [b] = run(OffMarket(), at_epoch(table, epoch), batch=batch)
+        assert b.window_start_ns == a.window_start_ns + epoch and b.summary == a.summary
 
 
 def test_the_verdict_waits_for_the_confirmation_window_and_flush_gives_it():
