@@ -31,14 +31,14 @@ TARGET_RATIO = 0.5
 
 
 def _run(market: str, db: str, which: str) -> dict:
-    from detectors import REGISTRY
+    from detectors import REGISTRY, build_detectors
     from flows.jobs import run_replay
     from replay.merge import InputSpec
 
     config = {n: False for n in REGISTRY if n not in FOUNDATION} if which == "foundation" else None
     inputs = [InputSpec(str(p)) for p in sorted(Path(market, "canonical").glob("*.parquet"))]
     s = run_replay(inputs, db_path=db, ref_dir=Path(market, "ref"), detector_config=config)
-    detectors = sorted(n for n in REGISTRY if config is None or n in FOUNDATION)
+    detectors = sorted(d.name for d in build_detectors(config))  # what ran (some are off by default)
     return {"events": s.events, "seconds": s.seconds, "alerts": s.alerts, "detectors": detectors,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
