@@ -54,6 +54,7 @@ def create_app(connect: Callable[[], duckdb.DuckDBPyConnection], *, token: str |
     store's ``trades``/``orders``/``quotes`` views (for a database whose archive moved).
     """
     src = queries.Sources(archive_dir)
+    triage_cache = queries.TriageCache()  # the scores outlive a request: the live refresh asks every few seconds
     con = connect()
     try:
         audit.ensure_tables(con)
@@ -86,12 +87,16 @@ def create_app(connect: Callable[[], duckdb.DuckDBPyConnection], *, token: str |
 
     async def blotter(request: Request):
         filters, sort, desc = _filters(request)
+        def read(c):
+            tri = triage_cache.get(c)
+            return queries.blotter(c, filters, sort, desc, triage=tri), queries.filter_choices(c), tri
+
         try:
-            (rows, total), choices = await db(lambda c: (queries.blotter(c, filters, sort, desc), queries.filter_choices(c)))
+            (rows, total), choices, tri = await db(read)
             error = None
         except ValueError as e:  # a time filter that is not a time
             rows, total, error = [], 0, f"bad filter: {e}"
-            choices = await db(queries.filter_choices)
+            choices, tri = await db(lambda c: (queries.filter_choices(c), triage_cache.get(c)))
 
         def query_for(**change):
             cur = {k: v for k, v in {**filters, "sort": sort, "dir": "desc" if desc else "asc"}.items() if v}
@@ -101,17 +106,23 @@ def create_app(connect: Callable[[], duckdb.DuckDBPyConnection], *, token: str |
             return urllib.parse.urlencode(cur)
 
         return page(request, "blotter.html", page="blotter", rows=rows, total=total, filters=filters, choices=choices,
-                    sort=sort, desc=desc, query_for=query_for, refresh_ms=refresh_ms, error=error, generated=_now())
+                    sort=sort, desc=desc, query_for=query_for, refresh_ms=refresh_ms, error=error, generated=_now(),
+                    triage=tri)
 
     async def api_alerts(request: Request):
         filters, sort, desc = _filters(request)
+        def read(c):
+            tri = triage_cache.get(c)
+            return queries.blotter(c, filters, sort, desc, triage=tri), tri
+
         try:
-            rows, total = await db(queries.blotter, filters, sort, desc)
+            (rows, total), tri = await db(read)
         except ValueError as e:
             return JSONResponse({"error": f"bad filter: {e}"}, status_code=400)
         for r in rows:
             r["status_label"] = audit.STATUS_LABELS.get(r["status"], r["status"])
-        return JSONResponse({"rows": rows, "total": total, "generated": _now()})
+        return JSONResponse({"rows": rows, "total": total, "generated": _now(),
+                             "triage": {"learnt_from": tri.learnt, "summary": tri.summary}})
 
     # -- one alert ----------------------------------------------------------------------------
     def _detail(c, alert_id: str):

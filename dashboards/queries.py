@@ -6,16 +6,21 @@ whitelisted here; user input only ever reaches DuckDB as a bound parameter.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
+
+from surveil import triage as triage_model
 
 NS = 1_000_000_000
 SORTS = {"time": "a.window_start", "severity": "sev_rank", "score": "a.score", "detector": "a.detector",
-         "instrument": "a.instrument", "status": "status", "evidence": "a.evidence_count", "updated": "a.updated"}
+         "instrument": "a.instrument", "status": "status", "evidence": "a.evidence_count", "updated": "a.updated",
+         "triage": "t.triage"}
 FILTERS = ("detector", "instrument", "venue", "owner", "severity", "status", "since", "until")
 SPOOFING_TYPES = ("spoofing", "layering")
 _SEV_RANK = "CASE a.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END"
@@ -63,10 +68,68 @@ class Sources:
         return f"(SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true))"
 
 
+# -- triage --------------------------------------------------------------------------------------
+def dispositions(con: duckdb.DuckDBPyConnection) -> list[tuple[str, bool]]:
+    """Analysts' closures in the order they were made: (alert_id, closed as a true positive).
+
+    Only alerts that are closed now count: one reopened for review is undecided again, and an
+    alert closed twice (reopened in between) keeps its later verdict (``triage`` takes the last).
+    """
+    from dashboards.audit import CLOSED_FP, CLOSED_TP
+
+    return [(a, bool(tp)) for a, tp in con.execute(
+        "SELECT l.alert_id, l.to_status = ? FROM audit_log l JOIN alert_status s USING (alert_id) "
+        "WHERE l.to_status IN (?, ?) AND s.status IN (?, ?) ORDER BY l.seq",
+        [CLOSED_TP, CLOSED_TP, CLOSED_FP, CLOSED_TP, CLOSED_FP]).fetchall()]
+
+
+@dataclass(frozen=True)
+class Triage:
+    scores: dict[str, triage_model.TriageScore]
+    learnt: int  # dispositions the model learnt from (0: every score is neutral)
+    summary: str  # what the blotter says about the ranking
+
+
+class TriageCache:
+    """Every alert's triage score, recomputed only when the alerts or the dispositions change.
+
+    The blotter refreshes every few seconds; the model is retrained when an alert is added or
+    revised, or a disposition recorded (the audit chain's head hash changes with every entry).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._value: Triage | None = None
+
+    def get(self, con: duckdb.DuckDBPyConnection) -> Triage:
+        key = con.execute("SELECT (SELECT count(*) FROM alerts), (SELECT max(updated) FROM alerts), "
+                          "(SELECT arg_max(hash, seq) FROM audit_log)").fetchall()[0]
+        with self._lock:
+            if key != self._key:
+                self._value, self._key = compute_triage(con), key
+            return self._value
+
+
+def compute_triage(con: duckdb.DuckDBPyConnection) -> Triage:
+    decided = dispositions(con)
+    scores = {s.alert_id: s for s in triage_model.triage(triage_model.alert_rows(con), decided)}
+    final = {a: tp for a, tp in decided if a in scores}  # the later verdict on an alert wins
+    if not final:
+        return Triage(scores, 0, "neutral: no dispositions yet (every alert 0.5; equal scores go by the "
+                                 "detector's own score)")
+    n_tp = sum(final.values())
+    return Triage(scores, len(final), f"learnt from {len(final)} disposition{'s' if len(final) != 1 else ''} "
+                                      f"({n_tp} true positive{'s' if n_tp != 1 else ''}, {len(final) - n_tp} false)")
+
+
 # -- blotter -------------------------------------------------------------------------------------
 def blotter(con: duckdb.DuckDBPyConnection, filters: dict, sort: str = "time", desc: bool = True,
-            limit: int = 500) -> tuple[list[dict], int]:
-    """Alerts matching the filters (with their disposition status), and how many match in all."""
+            limit: int = 500, triage: Triage | None = None) -> tuple[list[dict], int]:
+    """Alerts matching the filters (with their disposition status and triage score), and how many match in all.
+
+    ``triage``: the scores to show and sort by (``TriageCache.get``); computed here when not given.
+    """
     where, params = [], []
     for k in ("detector", "instrument", "severity"):
         if filters.get(k):
@@ -89,18 +152,31 @@ def blotter(con: duckdb.DuckDBPyConnection, filters: dict, sort: str = "time", d
     if filters.get("until"):
         where.append("a.window_start < ?")
         params.append(parse_time(filters["until"]))
-    order = SORTS.get(sort, SORTS["time"])
+    direction = "DESC" if desc else "ASC"
+    order = f"{SORTS.get(sort, SORTS['time'])} {direction} NULLS LAST"
+    if sort == "triage":  # equal triage scores (all of them, before any disposition): the detector's own score
+        order += f", a.score {direction} NULLS LAST"
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    base = f"FROM alerts a LEFT JOIN alert_status s USING (alert_id){clause}"
-    total = con.execute(f"SELECT count(*) {base}", params).fetchone()[0]
-    rel = con.execute(
-        f"SELECT a.alert_id, a.detector, a.severity, a.score, a.instrument, a.venues, a.owners, a.accounts, "
-        f"epoch_ns(a.window_start) AS start_ns, epoch_ns(a.window_end) AS end_ns, a.summary, a.evidence_count, "
-        f"coalesce(s.status, 'open') AS status, s.status_by, {_SEV_RANK} AS sev_rank, a.updated "
-        f"{base} ORDER BY {order} {'DESC' if desc else 'ASC'} NULLS LAST, a.window_start DESC, a.alert_id LIMIT ?",
-        params + [int(limit)])
-    rows = [dict(zip([d[0] for d in rel.description], r)) for r in rel.fetchall()]
+    joins = "FROM alerts a LEFT JOIN alert_status s USING (alert_id)"
+    total = con.execute(f"SELECT count(*) {joins}{clause}", params).fetchall()[0][0]  # all: register() wants none open
+    triage = triage or compute_triage(con)
+    # the scores join as a relation registered on this cursor alone, so sorting and LIMIT stay in SQL
+    ids = sorted(triage.scores)
+    con.register("triage_scores", pa.table({"alert_id": pa.array(ids, pa.string()),
+                                            "triage": pa.array([triage.scores[i].score for i in ids], pa.float64())}))
+    try:
+        rel = con.execute(
+            f"SELECT a.alert_id, a.detector, a.severity, a.score, a.instrument, a.venues, a.owners, a.accounts, "
+            f"epoch_ns(a.window_start) AS start_ns, epoch_ns(a.window_end) AS end_ns, a.summary, a.evidence_count, "
+            f"coalesce(s.status, 'open') AS status, s.status_by, {_SEV_RANK} AS sev_rank, a.updated, t.triage "
+            f"{joins} LEFT JOIN triage_scores t USING (alert_id){clause} "
+            f"ORDER BY {order}, a.window_start DESC, a.alert_id LIMIT ?", params + [int(limit)])
+        rows = [dict(zip([d[0] for d in rel.description], r)) for r in rel.fetchall()]
+    finally:
+        con.unregister("triage_scores")
     for r in rows:
+        t = triage.scores.get(r["alert_id"])
+        r["triage_reason"] = t.reason if t else "not scored yet (new since the last refresh)"
         r["start"], r["end"] = fmt_ts(r["start_ns"]), fmt_ts(r["end_ns"])
         r["duration_s"] = (r["end_ns"] - r["start_ns"]) / NS
         r["updated"] = fmt_ts(r["updated"]) if r["updated"] else ""

@@ -11,23 +11,33 @@ owner feature            meaning (window of one instrument)
 ======================== =============================================================================
 msg_rate                 log1p of order messages (new, amend, cancel) per minute
 order_to_trade           log1p of messages / (trades + 1): the order-to-trade ratio
-cancel_rate              cancels / new orders (0 with no new orders)
-fast_cancel_share        share of cancels within ``fast_cancel_ms`` of the order's ``new`` (cancel latency)
+cancel_rate              cancels / (new orders + 2)
+fast_cancel_share        cancels within ``fast_cancel_ms`` of the order's ``new`` (cancel latency) / (cancels + 2)
 cancel_to_trade_qty      log1p of cancelled quantity / (traded quantity + one typical trade)
 opposite_cancel          log1p of quantity cancelled on a side while the owner traded on the other side, per
                          its traded quantity + one typical trade (interest shown and withdrawn: spoofing)
 self_share               share of traded quantity with itself (both sides one owner)
 group_share              share of traded quantity with a linked owner (same group, another owner)
-platform_mix             the smaller platform's share of the owner's traded quantity (0 = one platform)
+platform_mix             the smaller platform's share of the owner's traded quantity (+ one typical trade)
 aggressiveness           share of the owner's traded quantity where it was the aggressor
 position_build           log1p of |net quantity| in typical trades (position built in the window)
 position_reversal        log1p of 2 x min(bought, sold) in typical trades (position built and unwound)
-counterparty_round_trip  share of traded quantity bought from and sold back to the same counterparty
+counterparty_round_trip  share of traded quantity (+ one typical trade) bought from and sold back to the same
+                         counterparty
+exclusive_round_trip     the same, each counterparty weighted by the share of its own traded quantity that was
+                         with the owner (two owners trading back and forth with each other, not with the market)
 participation            owner's traded quantity / the venue's traded quantity
 realised_spread          (sell VWAP - buy VWAP) / the window's price range: short-horizon P&L of what it
-                         bought and sold back (0 unless both)
+                         bought and sold back, x unwound / (unwound + one typical trade) (0 unless both)
 price_dev_bps            largest |trade price / median of the 9 neighbouring trades - 1| of its trades, bps
+push_bps                 how far a run of its aggressive trades walked the price within a few seconds, bps, times
+                         its share of that side's aggressive trades meanwhile (momentum ignition)
 ======================== =============================================================================
+
+The instrument's own vector (``MARKET_FEATURES``): log1p of trades, of volume in typical trades and of
+order messages; |return| over the previous window's VWAP and the gap between the shared book's VWAP
+and the other venues', in bps; and ``platform_net``, log1p of the net quantity one platform's
+clients bought from the other's, in typical trades (the settlement exposure it builds).
 
 "Typical trade" = the window's median SHARED trade quantity, so sizes mean the same on every
 instrument.  Sums are taken over the whole window at once, in event order: the same rows give
@@ -40,12 +50,12 @@ the same features whatever batches they arrived in.
 ...     buy_owner=["A", "B", "A", "C"], sell_owner=["B", "A", "A", "A"], buy_group=["A", "B", "A", "C"],
 ...     sell_group=["B", "A", "A", "A"], buy_platform=["HKVATP"] * 4, sell_platform=["OVSAFF"] * 4)
 >>> f = owner_features(w, None, window_ms=60_000)
->>> f.owners  # A: bought 2 (one from itself), sold 3 (one to itself), 4 of 5 legs as aggressor
+>>> f.owners  # A: bought 2 (one from itself), sold 3 (one to itself), 4 of 5 legs as aggressor; typical trade 1
 ['A', 'B', 'C']
 >>> {k: round(float(v), 3) for k, v in zip(OWNER_FEATURES, f.values[0]) if v}
 ... # doctest: +NORMALIZE_WHITESPACE
-{'self_share': 0.4, 'platform_mix': 0.4, 'aggressiveness': 0.8, 'position_build': 0.693,
- 'position_reversal': 1.609, 'counterparty_round_trip': 0.4, 'participation': 1.25}
+{'self_share': 0.4, 'platform_mix': 0.333, 'aggressiveness': 0.8, 'position_build': 0.693,
+ 'position_reversal': 1.609, 'counterparty_round_trip': 0.333, 'exclusive_round_trip': 0.333, 'participation': 1.25}
 """
 from __future__ import annotations
 
@@ -57,12 +67,15 @@ import pyarrow.compute as pc
 
 OWNER_FEATURES = (
     "msg_rate", "order_to_trade", "cancel_rate", "fast_cancel_share", "cancel_to_trade_qty", "opposite_cancel",
-    "self_share",
-    "group_share", "platform_mix", "aggressiveness", "position_build", "position_reversal",
-    "counterparty_round_trip", "participation", "realised_spread", "price_dev_bps")
-MARKET_FEATURES = ("log_trades", "log_volume", "return_bps", "venue_gap_bps", "log_messages")
+    "self_share", "group_share", "platform_mix", "aggressiveness", "position_build", "position_reversal",
+    "counterparty_round_trip", "exclusive_round_trip", "participation", "realised_spread", "price_dev_bps",
+    "push_bps")
+MARKET_FEATURES = ("log_trades", "log_volume", "return_bps", "venue_gap_bps", "log_messages", "platform_net")
 MESSAGE_ACTIONS = ("new", "amend", "cancel")
 SHARED_VENUE = "SHARED"  # the venue whose trades carry accounts (the shared book)
+# Shares over a handful of events are shrunk: by two pseudo-orders for order counts, by one typical trade for
+# quantities.  One order placed and cancelled, or two trades with one counterparty, is no pattern; twenty are.
+PSEUDO_ORDERS = 2
 
 
 @dataclass
@@ -109,7 +122,7 @@ def split_window(window: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
     return book, public, orders
 
 
-BOOK_COLUMNS = ["price", "qty", "side", "buy_owner", "sell_owner", "buy_group", "sell_group", "buy_platform",
+BOOK_COLUMNS = ["ts", "price", "qty", "side", "buy_owner", "sell_owner", "buy_group", "sell_group", "buy_platform",
                 "sell_platform"]
 ORDER_COLUMNS = ["ts", "owner", "action", "qty", "order_id", "side"]  # select() keeps only new / amend / cancel
 
@@ -183,7 +196,7 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
     f = dict.fromkeys(OWNER_FEATURES)
     f["self_share"] = _ratio(bc(lq * leg_self[ok]), gross)
     f["group_share"] = _ratio(bc(lq * leg_group[ok]), gross)
-    f["platform_mix"] = _ratio(np.minimum(hk, gross - hk), gross)
+    f["platform_mix"] = np.minimum(hk, gross - hk) / (gross + typical)
     f["aggressiveness"] = _ratio(bc(lq * leg_aggr[ok]), gross)
     f["position_build"] = np.log1p(np.abs(bought - sold) / typical)
     f["position_reversal"] = np.log1p(2 * np.minimum(bought, sold) / typical)
@@ -196,9 +209,14 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
         pb = np.bincount(at, weights=lq[other] * (ls[other] > 0), minlength=len(pairs))
         ps = np.bincount(at, weights=lq[other] * (ls[other] < 0), minlength=len(pairs))
         both = np.bincount(pairs // k, weights=np.minimum(pb, ps), minlength=k)
-        f["counterparty_round_trip"] = _ratio(2 * both, gross)
+        f["counterparty_round_trip"] = 2 * both / (gross + typical)
+        # the same, each pair weighted by the share of the counterparty's own trading it is: two owners trading
+        # back and forth with each other and hardly anyone else, not a taker who met a market maker twice
+        exclusive = _ratio(np.bincount(at, weights=lq[other], minlength=len(pairs)), gross[pairs % k])
+        both_x = np.bincount(pairs // k, weights=np.minimum(pb, ps) * exclusive, minlength=k)
+        f["exclusive_round_trip"] = 2 * both_x / (gross + typical)
     else:
-        f["counterparty_round_trip"] = np.zeros(k)
+        f["counterparty_round_trip"] = f["exclusive_round_trip"] = np.zeros(k)
     if n:
         # realised spread: what the owner sold above what it bought, per unit round-tripped, as a share of the
         # window's price range (a trending window is not every round-tripper's skill)
@@ -206,14 +224,17 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
         sell_vwap = _ratio(bc(lq * lp * (ls < 0)), sold)
         lo, hi = float(p.min()), float(p.max())
         span = max(hi - lo, float(np.median(p)) * 10e-4)  # at least 10 bps, so a flat window divides sanely
-        f["realised_spread"] = np.where((bought > 0) & (sold > 0), (sell_vwap - buy_vwap) / span, 0.0)
+        unwound = np.minimum(bought, sold)
+        f["realised_spread"] = np.where(unwound > 0, (sell_vwap - buy_vwap) / span * unwound / (unwound + typical), 0.0)
         # off-market: distance from the median of the neighbouring trades (the market moving is not a print off it)
         dev = np.abs(p / _neighbour_median(p) - 1.0) * 1e4
         leg_dev = np.concatenate([dev, dev])[ok]
         f["price_dev_bps"] = np.zeros(k)
         np.maximum.at(f["price_dev_bps"], code, leg_dev)
+        f["push_bps"] = _push_bps(p, book.column("ts").cast(pa.int64()).to_numpy().astype(np.float64), bo, so,
+                                  _is(book.column("side"), "buy"), _is(book.column("side"), "sell"), k)
     else:
-        f["realised_spread"] = f["price_dev_bps"] = np.zeros(k)
+        f["realised_spread"] = f["price_dev_bps"] = f["push_bps"] = np.zeros(k)
     # -- order messages: rate, order-to-trade, cancels, cancel latency, cancelled quantity
     o_ok = oo >= 0
     ocode = oo[o_ok]
@@ -226,7 +247,7 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
     oq = _num(orders, "qty")[o_ok]
     f["msg_rate"] = np.log1p(msgs * 60_000 / window_ms)
     f["order_to_trade"] = np.log1p(msgs / (n_legs + 1))
-    f["cancel_rate"] = np.minimum(_ratio(cancels, news), 1.0)
+    f["cancel_rate"] = np.minimum(cancels / (news + PSEUDO_ORDERS), 1.0)
     f["cancel_to_trade_qty"] = np.log1p(obc(oq * is_cancel) / (gross + typical))
     fast = np.zeros(len(ocode), bool)
     if is_cancel.any():
@@ -241,7 +262,7 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
         new_ts = placed.column("ts").cast(pa.int64()).to_numpy()
         lat = ots - new_ts[at_i] if len(new_ts) else np.full(len(ots), -1)
         fast = is_cancel & found & (lat >= 0) & (lat <= fast_cancel_ms * 1_000_000)
-    f["fast_cancel_share"] = _ratio(obc(fast.astype(float)), cancels)
+    f["fast_cancel_share"] = obc(fast.astype(float)) / (cancels + PSEUDO_ORDERS)
     cq = oq * is_cancel
     # cancels on one side by an owner that traded on the other: interest shown and withdrawn
     side = orders.column("side")
@@ -250,6 +271,52 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
     f["opposite_cancel"] = np.log1p(obc(cq * against) / (gross + typical))
     out = np.column_stack([f[name] for name in OWNER_FEATURES])
     return OwnerWindow(owners, out, n_legs, msgs)
+
+
+PUSH_SPAN_S = 5.0  # momentum ignition walks the book in seconds ...
+PUSH_MIN_TRADES = 3  # ... with a run of aggressive orders: two trades during a news jump are no push
+
+
+def _push_bps(p: np.ndarray, t: np.ndarray, bo: np.ndarray, so: np.ndarray, buy_aggr: np.ndarray,
+              sell_aggr: np.ndarray, k: int) -> np.ndarray:
+    """How far each owner's own aggressive trades walked the price within ``PUSH_SPAN_S``, in bps, times its
+    share of the aggressive trades on that side meanwhile: over its aggressive buys, the largest rise from its
+    earliest such buy in the seconds before one to that one, when those seconds hold at least
+    ``PUSH_MIN_TRADES`` of them (over its aggressive sells, the largest fall); the larger of the two.  A trader
+    riding a pump or a news jump spreads its few trades over the move, or is one of a crowd; the one who
+    ignites it walks the book at once, and is most of the buying while it does.
+
+    >>> p, t = np.array([100.0, 100.5, 101.0, 99.0]), np.array([0.0, 1.0, 2.0, 3.0]) * 1e9
+    >>> _push_bps(p, t, np.array([0, 0, 0, 1]), np.array([1, 1, 1, 0]), np.array([True, True, True, False]),
+    ...           np.array([False, False, False, True]), 2).round(1).tolist()
+    [100.0, 0.0]
+    >>> _push_bps(p, t * 10, np.array([0, 0, 0, 1]), np.array([1, 1, 1, 0]), np.array([True, True, True, False]),
+    ...           np.array([False, False, False, True]), 2).round(1).tolist()  # the same trades 10 s apart
+    [0.0, 0.0]
+    """
+    out = np.zeros(k)
+    span = int(PUSH_SPAN_S * 1e9)
+    t = t.astype(np.int64)
+    for owners, mask, sign in ((bo, buy_aggr, 1.0), (so, sell_aggr, -1.0)):
+        keep = mask & (owners >= 0)
+        if keep.sum() < PUSH_MIN_TRADES:
+            continue
+        who, px, at = owners[keep], p[keep], t[keep]
+        rel = at - at.min()
+        # one sorted key per (owner, time), owners far enough apart that a look-back never reaches the previous
+        base = int(rel.max()) + span + 1
+        key = who.astype(np.int64) * base + rel
+        order = np.argsort(key, kind="stable")
+        ks, ps, ts = key[order], px[order], at[order]
+        j0 = np.searchsorted(ks, ks - span, side="left")  # each trade's earliest own trade within the span
+        n_own = np.arange(len(ks)) - j0 + 1
+        # the owner's share of every aggressive trade on its side over its run: a crowd chasing a pump each
+        # walk with the price, but each is a small part of the buying
+        side_ts = np.sort(t[mask])
+        n_all = np.searchsorted(side_ts, ts, side="right") - np.searchsorted(side_ts, ts[j0], side="left")
+        move = sign * (ps - ps[j0]) / ps[j0] * 1e4 * n_own / np.maximum(n_all, 1)
+        np.maximum.at(out, who[order], np.where(n_own >= PUSH_MIN_TRADES, move, 0.0))
+    return out
 
 
 def recent_news(window: pa.Table, window_end_ns: int, fast_cancel_ms: int) -> pa.Table:
@@ -261,16 +328,30 @@ def recent_news(window: pa.Table, window_end_ns: int, fast_cancel_ms: int) -> pa
     return t.filter(mask).select(["order_id", "ts"])
 
 
+def _platform_net(book: pa.Table, q: np.ndarray) -> float:
+    """log1p of the net quantity one platform's clients bought from the other's, in typical trades.
+
+    Random cross-platform flow nets to about the square root of its trades; a one-way surge is the
+    settlement exposure one platform builds against the other.
+    """
+    if not len(q):
+        return 0.0
+    hk_buys = _is(book.column("buy_platform"), "HKVATP") & _is(book.column("sell_platform"), "OVSAFF")
+    ov_buys = _is(book.column("buy_platform"), "OVSAFF") & _is(book.column("sell_platform"), "HKVATP")
+    return float(np.log1p(abs(float((q * hk_buys).sum() - (q * ov_buys).sum())) / float(np.median(q))))
+
+
 def market_features(window, prev_vwap: float | None) -> tuple[dict[str, float], float | None]:
     """The instrument's own vector for the window, and its shared-book VWAP (the next window's reference).
 
     >>> from tests.conftest import events
     >>> w = events(ts=[0.0, 1.0, 2.0], kind=["trade"] * 3, venue=["SHARED", "SHARED", "REFX"],
     ...     instrument=["X"] * 3, price=[101.0, 101.0, 100.0], qty=[1.0, 1.0, 2.0], buy_owner=["A", "A", None],
-    ...     sell_owner=["B", "B", None])
+    ...     sell_owner=["B", "B", None], buy_platform=["HKVATP", "HKVATP", None], sell_platform=["OVSAFF"] * 2 + [None])
     >>> f, vwap = market_features(w, 100.0)
-    >>> {k: round(v, 2) for k, v in f.items()}, vwap
-    ({'log_trades': 1.1, 'log_volume': 1.1, 'return_bps': 100.0, 'venue_gap_bps': 100.0, 'log_messages': 0.0}, 101.0)
+    >>> {k: round(v, 2) for k, v in f.items()}, vwap  # doctest: +NORMALIZE_WHITESPACE
+    ({'log_trades': 1.1, 'log_volume': 1.1, 'return_bps': 100.0, 'venue_gap_bps': 100.0, 'log_messages': 0.0,
+      'platform_net': 1.1}, 101.0)
     """
     book, public, orders = _parts(window)
     q, p = _num(book, "qty"), _num(book, "price")
@@ -283,5 +364,6 @@ def market_features(window, prev_vwap: float | None) -> tuple[dict[str, float], 
         "return_bps": abs(vwap / prev_vwap - 1.0) * 1e4 if vwap and prev_vwap else 0.0,
         "venue_gap_bps": abs(vwap / ref - 1.0) * 1e4 if vwap and ref else 0.0,
         "log_messages": float(np.log1p(orders.num_rows)),
+        "platform_net": _platform_net(book, q),
     }
     return f, vwap if vwap is not None else prev_vwap

@@ -5,36 +5,42 @@ flows, what owners' behaviour in an instrument normally looks like and flags wha
 from it.  Rows of one instrument (every venue) are cut into event-time windows of
 ``window_ms``; a window closes when a row of a later window arrives (or at flush) and gives
 the behaviour features of ``detectors._features``: one vector per owner active in it
-(order-to-trade ratio, cancel rate and latency, trading with itself or linked owners,
-platform mix, aggressiveness, position build-up and reversal, participation, P&L, price
-deviation, message rate) and one for the instrument itself.
+(order-to-trade ratio, cancel rate and latency, cancels against its own trades, trading with
+itself, linked owners or back and forth with one counterparty, platform mix, aggressiveness,
+position build-up and reversal, participation, P&L, price deviation, how fast its aggressive
+orders walked the price, message rate) and one for the instrument itself.
 
 **Keyed by instrument, scored per owner.**  One owner sees a handful of windows in a run, too
-few for a model of its own; so each owner's vector is scored against two baselines, river
-anomaly detectors both, and the *smaller* surprise counts, as in ``abnormal_move``:
+few for a model of its own; so each owner's vector is scored against three baselines, river
+anomaly detectors all, and the *smallest* surprise counts, as in ``abnormal_move``:
 
 - the population of owners trading the instrument (``_RobustPopulation``): each window's median
   and MAD of every feature, exponentially weighted over windows (``population_alpha``).  Robust,
   because a few market makers quote and cancel all day and would otherwise set the spread;
+- the same window's other owners (the same median and MAD, of this window alone, once it has
+  ``MIN_CROSS_SECTION`` owners): when a pump or a news jump makes the whole crowd trade harder,
+  the crowd is not a crowd of suspects; the instrument's own window says the market moved;
 - once the owner has ``own_min_windows`` windows, its own history: exponentially weighted mean
-  and variance (river's ``EWMean`` / ``EWVar`` formulas, ``own_alpha``), one row per owner.
+  and variance (river's ``EWMean`` / ``EWVar`` formulas, winsorised, ``own_alpha``), one row per owner.
 
 A market maker's message rate is extreme for the population but usual for itself; a trader who
-suddenly spoofs is unusual for both.  A feature's surprise is its z-score, one-sided (every
+suddenly spoofs is unusual for all three.  A feature's surprise is its z-score, one-sided (every
 feature is oriented so that larger is stranger) with a floor on each feature's spread
 (``SPREAD_FLOOR``: a zero-inflated feature such as trading with itself has no spread at all);
 an owner window's score is the length of its vector of positive surprises (one feature far
 off, or several fairly far: spoofing moves cancel rate, cancels against its trades and
 order-to-trade ratio together), and the alert names the features that contributed most, with
 their values and the baseline's usual value.  The instrument's own window (trades, volume,
-return, gap between venues, messages) is scored the same way against its own exponentially
-weighted baseline (``_FeatureScorer``) and alerts, naming no owner, at ``market_min_score``.
+return, gap between venues, messages, net flow between the platforms) is scored against the
+rolling median and lower quartile of its last ``market_history`` windows (``_RollingScorer``)
+and alerts, naming no owner, at ``market_min_score``.
 
 **Adaptive threshold.**  An owner window alerts when its score is at least ``min_score`` and
 at least the ``threshold_quantile`` of the owner scores since the last reset (river's P²
 ``stats.Quantile``, trusted once it rests on enough scores): a market where odd windows are
-common raises its own bar.  Windows that alert are not learnt (the baselines stay clean of what
-they flagged).
+common raises its own bar.  Windows that alert are not learnt into the population and market
+baselines (they stay clean of what they flagged); an owner's own history learns them, winsorised,
+so an owner who keeps doing the same thing is flagged in its first windows, not in every one.
 
 **Warm-up and drift.**  Nothing alerts before the instrument has ``warmup_windows`` windows (and
 ``own_min_windows``, so the regulars have their own history before anyone is judged).
@@ -50,7 +56,7 @@ whole windows the alerts do not depend on how rows were batched.  A row more tha
 
 >>> d = BehaviourAnomaly()
 >>> d.key_columns, d.warmup_windows
-(('instrument',), 2)
+(('instrument',), 1)
 """
 from __future__ import annotations
 
@@ -74,13 +80,19 @@ ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "ts", "src",
 # Floors on each feature's spread (its unit): below them a difference is not a surprise.
 SPREAD_FLOOR = {
     "msg_rate": 0.5, "order_to_trade": 0.5, "cancel_rate": 0.15, "fast_cancel_share": 0.15,
-    "cancel_to_trade_qty": 0.5, "opposite_cancel": 0.25, "self_share": 0.02, "group_share": 0.02, "platform_mix": 0.1,
-    "aggressiveness": 0.2, "position_build": 1.0, "position_reversal": 0.5, "counterparty_round_trip": 0.2,
-    "participation": 0.05, "realised_spread": 0.15, "price_dev_bps": 5.0,
+    "cancel_to_trade_qty": 0.5, "opposite_cancel": 0.25, "self_share": 0.02,
+    "group_share": 0.02, "platform_mix": 0.1, "aggressiveness": 0.2, "position_build": 1.0, "position_reversal": 0.5,
+    "counterparty_round_trip": 0.2, "exclusive_round_trip": 0.1, "participation": 0.05, "realised_spread": 0.15,
+    "price_dev_bps": 2.5, "push_bps": 2.0,
     "log_trades": 0.25, "log_volume": 0.25, "return_bps": 5.0, "venue_gap_bps": 3.0, "log_messages": 0.25,
+    "platform_net": 0.5,
 }
 FLOORS = np.array([SPREAD_FLOOR[f] for f in OWNER_FEATURES])
 TOP_FEATURES = 3  # features an alert names
+# A value learnt into an owner's own mean and variance is first pulled to within CLIP spreads of it (a
+# winsorised update): one odd window below the bar must not widen the owner's spread for good.
+CLIP = 3.0
+MIN_CROSS_SECTION = 10  # owners a window needs before it is a population of its own
 DRIFT_DELTA = 0.2  # Page-Hinkley: changes of log trade count smaller than this per window are noise
 
 
@@ -93,77 +105,50 @@ def _combine(z: np.ndarray) -> np.ndarray:
     return np.sqrt((np.maximum(z, 0.0) ** 2).sum(axis=1)) if len(z) else np.zeros(0)
 
 
-class _FeatureScorer(AnomalyDetector):
-    """A river anomaly detector: per-feature exponentially weighted mean and variance; score = the largest z.
+class _RollingScorer(AnomalyDetector):
+    """A river anomaly detector for the instrument's own windows: per feature, the median and lower quartile
+    of the last ``history`` windows learnt (river's ``stats.RollingQuantile``); a window's surprise is its
+    distance above the median in standard deviations read off the *lower* half, (median - q25) / 0.674.
 
-    The statistics are river's ``stats.EWMean`` / ``stats.EWVar`` (Finch 2009: ``m += a (x - m)``,
-    ``v = (1 - a) (v + a (x - m)^2)``), kept as one numpy vector over the features so a window's
-    owners are scored in one array operation and learnt in event order (``learn_many``).
+    Robust, where an exponentially weighted variance is not: the edge windows of a dislocation (partly
+    dislocated, below the bar) would each widen a variance for good, until a later dislocation looked usual.
+    Every feature is oriented so that larger is stranger, so what a busy run of episodes contaminates is the
+    upper half; the lower half still says how much ordinary windows differ.
 
-    >>> s = _FeatureScorer(("a", "b"), 0.1)
+    >>> s = _RollingScorer(("log_trades", "venue_gap_bps"), 30)
     >>> for v in (1.0, 1.2, 0.8, 1.1, 0.9):
-    ...     s.learn_one({"a": v, "b": 0.0})
-    >>> round(s.score_one({"a": 3.0, "b": 0.0}), 1), s.score_one({"a": 0.0, "b": 0.0})
-    (22.3, 0.0)
-    >>> s.zscores_many(np.array([[3.0, 0.0]])).round(1).tolist()
-    [[22.3, 0.0]]
+    ...     s.learn_one({"log_trades": v, "venue_gap_bps": 2.0})
+    >>> s.learn_one({"log_trades": 1.0, "venue_gap_bps": 90.0})  # a dislocation's edge window, learnt
+    >>> round(s.score_one({"log_trades": 1.0, "venue_gap_bps": 120.0}), 1)  # the next one still stands out
+    39.3
     """
 
-    def __init__(self, features: tuple[str, ...], alpha: float):
-        self.features, self.alpha = features, alpha
-        self.mean = np.zeros(len(features))
-        self.var = np.zeros(len(features))
+    def __init__(self, features: tuple[str, ...], history: int):
+        self.features = features
+        self.median = [stats.RollingQuantile(0.5, history) for _ in features]
+        self.lower = [stats.RollingQuantile(0.25, history) for _ in features]
         self.floor = np.array([SPREAD_FLOOR.get(f, 1e-9) for f in features])
         self.n = 0
 
-    def learn_many(self, xs: np.ndarray) -> None:
-        """Learn the rows in order, in closed form: ``m_i = b^i (m_0 + a sum_j<=i b^-j x_j)`` with ``b = 1 - a``.
-
-        >>> s, t = _FeatureScorer(("a",), 0.3), _FeatureScorer(("a",), 0.3)
-        >>> xs = np.array([[1.0], [4.0], [2.0], [8.0]])
-        >>> s.learn_many(xs)
-        >>> for x in xs:
-        ...     t.learn_many(x[None, :])
-        >>> bool(np.allclose([s.mean, s.var], [t.mean, t.var]))
-        True
-        """
-        xs = np.asarray(xs, dtype=np.float64)
-        if len(xs) and self.n == 0:
-            self.mean, self.var, self.n = xs[0].copy(), np.zeros(xs.shape[1]), 1
-            xs = xs[1:]
-        a = self.alpha
-        b = 1.0 - a
-        # blocks short enough that b^-k stays below 1e6 (no precision lost in the cumulative sum)
-        block = len(xs) if b == 0 else max(1, int(6 * np.log(10) / -np.log(b)))
-        for s in range(0, len(xs), block):
-            x = xs[s:s + block]
-            k = len(x)
-            if b == 0:
-                self.mean, self.var = x[-1].copy(), np.zeros_like(self.mean)
-                self.n += k
-                continue
-            j = np.arange(1, k + 1, dtype=np.float64)
-            m = (b ** j)[:, None] * (self.mean + np.cumsum(x * (a * b ** -j)[:, None], axis=0))
-            prev = np.vstack([self.mean[None, :], m[:-1]])
-            self.var = b ** k * self.var + ((a * b ** (k - j + 1))[:, None] * (x - prev) ** 2).sum(axis=0)
-            self.mean = m[-1].copy()
-            self.n += k
-
-    def zscores_many(self, xs: np.ndarray) -> np.ndarray:
-        return (xs - self.mean) / np.maximum(np.sqrt(np.maximum(self.var, 0.0)), self.floor)
-
     def learn_one(self, x: dict) -> None:
-        self.learn_many(np.array([[x[f] for f in self.features]]))
+        for f, m, q in zip(self.features, self.median, self.lower):
+            m.update(x[f])
+            q.update(x[f])
+        self.n += 1
 
     def zscores(self, x: dict) -> dict[str, float]:
-        z = self.zscores_many(np.array([[x[f] for f in self.features]]))[0]
+        if not self.n:
+            return dict.fromkeys(self.features, 0.0)
+        center = np.array([m.get() for m in self.median])
+        scale = np.maximum((center - np.array([q.get() for q in self.lower])) / 0.6745, self.floor)
+        z = (np.array([x[f] for f in self.features]) - center) / scale
         return dict(zip(self.features, z.tolist()))
 
     def score_one(self, x: dict) -> float:
         return float(_combine(np.array([list(self.zscores(x).values())]))[0])
 
     def usual(self, feature: str) -> float:
-        return float(self.mean[self.features.index(feature)])
+        return float(self.median[self.features.index(feature)].get() or 0.0)
 
 
 class _RobustPopulation(AnomalyDetector):
@@ -215,7 +200,7 @@ class _RobustPopulation(AnomalyDetector):
 @dataclass
 class BehaviourState:
     population: _RobustPopulation | None = None
-    market: _FeatureScorer | None = None
+    market: _RollingScorer | None = None
     scores: stats.Quantile | None = None  # owner-window scores since the start or the last drift: adaptive threshold
     drift: drift.PageHinkley | None = None
     level: float | None = None  # recent log trade count per window (what the drift detector's input is clipped to)
@@ -247,7 +232,8 @@ class BehaviourAnomaly(Detector):
         "min_score": ("standard deviations", "smallest feature surprise (z) that can alert"),
         "market_min_score": ("standard deviations", "smallest surprise of the instrument's own features that alerts"),
         "threshold_quantile": ("fraction", "an owner window must also score at this quantile of all scores so far"),
-        "population_alpha": ("fraction", "weight of each window in the population and market baselines"),
+        "population_alpha": ("fraction", "weight of each window in the population baseline"),
+        "market_history": ("windows", "windows of the instrument's own baseline (rolling median and lower quartile)"),
         "own_alpha": ("fraction", "weight of each window in an owner's own baseline"),
         "own_min_windows": ("windows", "windows of an owner before its own baseline is used"),
         "owner_ttl_windows": ("windows", "an owner's own baseline is dropped after this many windows without it"),
@@ -258,23 +244,25 @@ class BehaviourAnomaly(Detector):
         "max_gap_ms": ("ms", "a row this long after the previous one resets the instrument's baselines"),
     }
 
-    def __init__(self, window_ms: int = 60_000, warmup_windows: int = 2, min_score: float = 10.0,
-                 market_min_score: float = 10.0, threshold_quantile: float = 0.999, population_alpha: float = 0.1,
-                 own_alpha: float = 0.2, own_min_windows: int = 2, owner_ttl_windows: int = 30,
+    def __init__(self, window_ms: int = 60_000, warmup_windows: int = 1, min_score: float = 8.0,
+                 market_min_score: float = 8.0, threshold_quantile: float = 0.999, population_alpha: float = 0.1,
+                 market_history: int = 30,
+                 own_alpha: float = 0.2, own_min_windows: int = 1, owner_ttl_windows: int = 30,
                  fast_cancel_ms: int = 1_000, drift_threshold: float = 5.0, max_evidence: int = 50,
                  max_gap_ms: int = 3_600_000):
         if window_ms <= 0 or warmup_windows < 1 or min_score <= 0 or market_min_score <= 0:
             raise ValueError("window_ms > 0, warmup_windows >= 1 and scores > 0 required")
         if not 0 < threshold_quantile < 1 or not 0 < population_alpha <= 1 or not 0 < own_alpha <= 1:
             raise ValueError("threshold_quantile in (0, 1) and alphas in (0, 1] required")
-        if own_min_windows < 1 or owner_ttl_windows < 1 or fast_cancel_ms <= 0 or drift_threshold <= 0 \
+        if market_history < 4 or own_min_windows < 1 or owner_ttl_windows < 1 or fast_cancel_ms <= 0 or drift_threshold <= 0 \
                 or max_evidence < 1 or max_gap_ms <= window_ms:
-            raise ValueError("positive windows, fast_cancel_ms, max_evidence, drift_threshold and "
-                             "max_gap_ms > window_ms required")
+            raise ValueError("market_history >= 4, positive windows, fast_cancel_ms, max_evidence, drift_threshold "
+                             "and max_gap_ms > window_ms required")
         self.window_ms, self.warmup_windows = int(window_ms), int(warmup_windows)
         self.min_score, self.market_min_score = float(min_score), float(market_min_score)
         self.threshold_quantile = float(threshold_quantile)
         self.population_alpha, self.own_alpha = float(population_alpha), float(own_alpha)
+        self.market_history = int(market_history)
         self.own_min_windows, self.owner_ttl_windows = int(own_min_windows), int(owner_ttl_windows)
         self.fast_cancel_ms, self.drift_threshold = int(fast_cancel_ms), float(drift_threshold)
         self.max_evidence, self.max_gap_ms = int(max_evidence), int(max_gap_ms)
@@ -292,7 +280,7 @@ class BehaviourAnomaly(Detector):
     def _models(self, state: BehaviourState) -> None:
         if state.population is None:
             state.population = _RobustPopulation(OWNER_FEATURES, self.population_alpha)
-            state.market = _FeatureScorer(MARKET_FEATURES, self.population_alpha)
+            state.market = _RollingScorer(MARKET_FEATURES, self.market_history)
             state.scores, state.scored = stats.Quantile(self.threshold_quantile), 0
         if state.drift is None:
             state.drift = drift.PageHinkley(min_instances=max(self.warmup_windows, 3), delta=DRIFT_DELTA,
@@ -353,18 +341,7 @@ class BehaviourAnomaly(Detector):
             state.market.learn_one(mf)
         # each owner: scored against the baselines as they were, then (if normal) learnt
         X = ow.values
-        z = state.population.zscores_many(X) if state.population.n else np.zeros_like(X)
-        basis = ["population"] * len(ow.owners)
-        rows = np.array([state.own.get(o, -1) for o in ow.owners], np.int64)
-        has_own = rows >= 0
-        has_own[has_own] = state.own_n[rows[has_own]] >= self.own_min_windows
-        if has_own.any():
-            r = rows[has_own]
-            oz = (X[has_own] - state.own_mean[r]) / np.maximum(np.sqrt(np.maximum(state.own_var[r], 0.0)), FLOORS)
-            z[has_own] = np.minimum(z[has_own], oz)
-            for i in np.flatnonzero(has_own).tolist():
-                basis[i] = "population and own history"
-        scores = _combine(z)
+        z, scores, basis, rows = self._owner_z(state, ow)
         learn = np.ones(len(ow.owners), bool)
         for i, owner in enumerate(ow.owners):
             threshold = self._threshold(state)
@@ -377,7 +354,9 @@ class BehaviourAnomaly(Detector):
             state.scores.update(float(scores[i]))
             state.scored += 1
         state.population.learn_many(X[learn])
-        self._learn_own(state, ow.owners, X, learn, rows, wid)
+        # an owner's own history learns every window, the flagged ones too (winsorised): what an owner keeps doing
+        # window after window is its normal, and should stop looking new once flagged
+        self._learn_own(state, ow.owners, X, np.ones(len(ow.owners), bool), rows, wid)
         state.windows += 1
         # the detector sees the log trade count clipped to 1 around its recent level: a burst of a few minutes
         # (a pump, an abnormal move: alerts of their own) is not a new regime; a lasting doubling is
@@ -393,6 +372,30 @@ class BehaviourAnomaly(Detector):
             state.drifts += 1
         return alerts
 
+    def _owner_z(self, state: BehaviourState, ow) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+        """Each owner's surprises (the smallest of the three baselines'), scores, basis, own-baseline rows."""
+        X = ow.values
+        z = state.population.zscores_many(X) if state.population.n else np.zeros_like(X)
+        label = "population"
+        if len(X) >= MIN_CROSS_SECTION:
+            # ... and against this window's own owners: when a pump or a news jump makes everyone trade more,
+            # the bystanders are not anomalous, only the crowd is (the instrument's window says so)
+            now = _RobustPopulation(OWNER_FEATURES, 1.0)
+            now.learn_many(X)
+            z = np.minimum(z, now.zscores_many(X))
+            label = "population, the window's owners"
+        basis = [label] * len(ow.owners)
+        rows = np.array([state.own.get(o, -1) for o in ow.owners], np.int64)
+        has_own = rows >= 0
+        has_own[has_own] = state.own_n[rows[has_own]] >= self.own_min_windows
+        if has_own.any():
+            r = rows[has_own]
+            oz = (X[has_own] - state.own_mean[r]) / np.maximum(np.sqrt(np.maximum(state.own_var[r], 0.0)), FLOORS)
+            z[has_own] = np.minimum(z[has_own], oz)
+            for i in np.flatnonzero(has_own).tolist():
+                basis[i] = f"{label} and own history"
+        return z, _combine(z), basis, rows
+
     def _threshold(self, state: BehaviourState) -> float:
         # the score quantile is trusted once it rests on enough scores to hold 10 above it
         if state.scored * (1 - self.threshold_quantile) < 10:
@@ -405,7 +408,8 @@ class BehaviourAnomaly(Detector):
         a = self.own_alpha
         old = learn & (rows >= 0)
         r = rows[old]
-        d = X[old] - state.own_mean[r]
+        sd = np.maximum(np.sqrt(np.maximum(state.own_var[r], 0.0)), FLOORS)
+        d = np.clip(X[old] - state.own_mean[r], -CLIP * sd, CLIP * sd)  # winsorised (CLIP)
         state.own_mean[r] += a * d
         state.own_var[r] = (1 - a) * (state.own_var[r] + a * d * d)
         state.own_n[r] += 1

@@ -129,15 +129,16 @@ def triage(alerts, dispositions: Iterable[tuple[str, bool]], *, passes: int = 5)
     alert not in ``alerts`` are ignored (the reason says how many were used).
     """
     rows = alerts.to_pylist() if hasattr(alerts, "to_pylist") else list(alerts)
-    feats = alert_features(rows)
+    ids = [str(r["alert_id"]) for r in rows]
+    known = set(ids)
     labels: dict[str, bool] = {}
     for alert_id, is_tp in dispositions:
         labels.pop(str(alert_id), None)
         labels[str(alert_id)] = bool(is_tp)
-    labels = {a: y for a, y in labels.items() if a in feats}
-    ids = [str(r["alert_id"]) for r in rows]
-    if not labels:
+    labels = {a: y for a, y in labels.items() if a in known}
+    if not labels:  # before any feature is computed: the live blotter asks often
         return [TriageScore(a, NEUTRAL, "no dispositions yet") for a in ids]
+    feats = alert_features(rows)
     model = _model()
     for _ in range(max(1, passes)):
         for a, y in labels.items():
@@ -157,17 +158,25 @@ def triage(alerts, dispositions: Iterable[tuple[str, bool]], *, passes: int = 5)
     return out
 
 
+ALERT_COLUMNS = ("alert_id, detector, severity, score, instrument, venues, owners, accounts, "
+                 "epoch_ns(window_start) AS window_start_ns, epoch_ns(window_end) AS window_end_ns, metrics, "
+                 "evidence_count")
+
+
+def alert_rows(con) -> list[dict]:
+    """The ``alerts`` table's rows as ``triage`` takes them, over an open connection (the dashboard's cursor)."""
+    cur = con.execute(f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY alert_id")
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def load_alerts(db_path: str | Path) -> list[dict]:
-    """The ``alerts`` table's rows as ``triage`` takes them (read-only: the daemon may be writing)."""
+    """``alert_rows`` of a database file (read-only: the daemon may be writing)."""
     from surveil.store import connect_readonly
 
     con = connect_readonly(db_path)
     try:
-        cur = con.execute("SELECT alert_id, detector, severity, score, instrument, venues, owners, accounts, "
-                          "epoch_ns(window_start) AS window_start_ns, epoch_ns(window_end) AS window_end_ns, "
-                          "metrics, evidence_count FROM alerts ORDER BY alert_id")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return alert_rows(con)
     finally:
         con.close()
 

@@ -7,6 +7,7 @@
   const count = document.getElementById("alert-count");
   const stamp = document.getElementById("refreshed");
   const pause = document.getElementById("live");
+  const triage = document.getElementById("triage-summary");
   const every = Number(table.dataset.refreshMs || 5000);
   const root = table.dataset.root || "";
   let seen = new Set([...body.querySelectorAll("tr[data-id]")].map(r => r.dataset.id));
@@ -18,7 +19,9 @@
       `<td><input type="checkbox" name="ids" value="${esc(a.alert_id)}" form="export-form"></td>` +
       `<td class="mono">${esc(a.start)}</td><td class="num">${esc(a.duration_s.toFixed(1))}</td>` +
       `<td><span class="sev sev-${esc(a.severity)}">${esc(a.severity)}</span></td>` +
-      `<td class="num">${esc(a.score.toFixed(1))}</td><td>${esc(a.detector)}</td><td>${esc(a.instrument)}</td>` +
+      `<td class="num">${esc(a.score.toFixed(1))}</td>` +
+      `<td class="num triage" title="${esc(a.triage_reason)}">${a.triage == null ? "" : esc(a.triage.toFixed(2))}</td>` +
+      `<td>${esc(a.detector)}</td><td>${esc(a.instrument)}</td>` +
       `<td>${tags(a.venues)}</td><td>${owners(a.owners)}</td>` +
       `<td><span class="status status-${esc(a.status)}">${esc(a.status_label)}</span></td>` +
       `<td class="num">${esc(a.evidence_count)}</td>` +
@@ -35,6 +38,10 @@
       body.querySelectorAll("input[name=ids]").forEach(i => { i.checked = checked.has(i.value); });
       seen = new Set(data.rows.map(a => a.alert_id));
       if (count) count.textContent = data.total;
+      if (triage && data.triage) {
+        triage.textContent = "triage: " + data.triage.summary;
+        triage.classList.toggle("learnt", data.triage.learnt_from > 0);
+      }
       if (stamp) stamp.textContent = "refreshed " + data.generated;
     } catch (e) {
       if (stamp) stamp.textContent = "refresh failed (" + e.message + "), retrying";

@@ -145,7 +145,7 @@ DEFAULT_EPISODE_TYPES = ("price_dislocation", "wash_trade")
 ALL_EPISODE_TYPES = DEFAULT_EPISODE_TYPES + (
     "spoofing", "layering", "round_trip", "front_running", "marking_the_close", "pump_and_dump",
     "momentum_ignition", "excessive_messaging", "off_market", "abnormal_move",
-    "reference_deviation", "settlement_exposure")
+    "reference_deviation", "settlement_exposure", "quote_flickering")
 DEFAULT_LOOKALIKE_TYPES = ("small_gap", "price_spike", "cross_platform_activity", "repeat_counterparties")
 ALL_LOOKALIKE_TYPES = DEFAULT_LOOKALIKE_TYPES + (
     "market_maker_quoting", "cross_venue_arbitrage", "honest_large_order", "news_jump", "dual_platform_trader",

@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from . import episodes_market as em
+from . import episodes_novel as en
 from . import episodes_orders as eo
 from . import episodes_platform as ep_
 from . import episodes_trades as et
@@ -397,6 +398,9 @@ EPISODE_TYPES: tuple[EpisodeType, ...] = (
            lambda c: c.mm_quoting_duration_s.lo, lambda c: _mid(c.mm_quoting_duration_s), True),
     _extra("dual_platform_trader", la.inject_dual_platform_trader, lambda c: c.dual_per_minute,
            lambda c: c.dual_duration_s.lo, lambda c: _mid(c.dual_duration_s), True),
+    # The novel pattern no rule is written for (behaviour_anomaly's to find); places its window, defers its orders.
+    _extra(en.NAME, en.inject_quote_flickering, lambda c: en.FLICKER_PER_MINUTE, lambda c: en.FLICKER_DURATION_S.lo,
+           lambda c: _mid(en.FLICKER_DURATION_S)),
     # Owner types that read prices as they inject.
     EpisodeType("wash_trade", inject_wash_trade, OWNER_TRADES, lambda c: c.wash_per_minute,
                 lambda c: c.wash_duration_s.lo, False, True, lambda c: _mid(c.wash_duration_s)),

@@ -11,22 +11,17 @@ every rule that looks at one of these dimensions stays quiet.  What gives it awa
 side opposite to the owner's trading, an order-to-trade ratio far above the owner's own -
 which is what ``behaviour_anomaly`` scores.
 
-Registration (``EPISODE_TYPES`` in ``episodes.py`` and ``ALL_EPISODE_TYPES`` in ``config.py``
-are owned elsewhere): ``register()`` adds the type at run time, for benchmarks; the
-permanent registration is the two-line patch in ``bench/bench_behaviour.py``'s docstring.
+It is registered like the rest of the catalogue (``config.ALL_EPISODE_TYPES``,
+``episodes.EPISODE_TYPES``), so ``--episodes all`` and ``--episodes quote_flickering`` inject it.
+No rule detector carries its name: its label names ``behaviour_anomaly`` in ``related_types`` (the
+detector that may rightly fire on it), and ``bench/bench_behaviour.py`` scores it for that detector.
 
 >>> from replay.scenario import ScenarioConfig, simulate
->>> with registered():
-...     sc = simulate(ScenarioConfig(seed=3, minutes=6, events_per_second=100, episode_types=(NAME,)))
->>> [(e.type, len(e.order_ids) >= FLICKER_N.lo) for e in sc.episodes]
-[('quote_flickering', True)]
->>> from replay.scenario import config
->>> NAME in config.ALL_EPISODE_TYPES  # registered() put the generator back as it was
-False
+>>> sc = simulate(ScenarioConfig(seed=3, minutes=6, events_per_second=100, episode_types=(NAME,)))
+>>> [(e.type, len(e.order_ids) >= FLICKER_N.lo, e.related_types) for e in sc.episodes]
+[('quote_flickering', True, ['behaviour_anomaly'])]
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,13 +31,17 @@ from .episode_kit import SIDE_NAMES, account_ids, aggressive, avoid_mask, lots, 
 from .flow import BUY
 
 NAME = "quote_flickering"
-# Ranges (config.EpisodeConfig is owned by the generator's author: they move there with the patch)
+EXPECTED_DETECTOR = "behaviour_anomaly"
+# Its ranges stay here, beside the one function that draws them (config.EpisodeConfig holds the rule types')
 FLICKER_DURATION_S = Range(30, 90)
 FLICKER_N = Range(15, 40)  # orders flashed, one live at a time
 FLICKER_LIFE_S = Range(0.05, 0.5)  # placed -> cancelled
 FLICKER_SIZE_MULTIPLE = Range(0.5, 2.0)  # each order, x typical
 FLICKER_N_EXEC = Range(1, 2)  # ordinary trades on the other side
 FLICKER_PER_MINUTE = 1 / 10
+# Not before this far into the run (or a third of a short one): whatever is to find it needs a baseline of
+# ordinary behaviour first, as abnormal_move waits for its detector's (EpisodeConfig.abnormal_warmup_s)
+FLICKER_EARLIEST_S = 300
 
 
 def inject_quote_flickering(m, rng, slot):
@@ -52,7 +51,8 @@ def inject_quote_flickering(m, rng, slot):
         return None
     acct = int(rng.choice(m.pop.accounts_of(o)))
     dur = FLICKER_DURATION_S.draw(rng)
-    placed = place(m, rng, slot, dur, FLICKER_DURATION_S.lo)
+    earliest = m.cfg.start_ns + int(min(FLICKER_EARLIEST_S, m.cfg.minutes * 20) * NS)
+    placed = place(m, rng, slot, dur, FLICKER_DURATION_S.lo, earliest)
     if placed is None:
         return None
     inst, t0, dur_ns = placed
@@ -72,7 +72,8 @@ def inject_quote_flickering(m, rng, slot):
                            "n_exec_trades": n_exec, "life_ms": [round(float(x) / 1e6, 1) for x in life_ns],
                            "platform": m.platform_of(acct),
                        })
-    m.label_orders(ep, [acct], resting_only=True)
+    # no rule detector is named after it: the learning detector is the one that may rightly fire on it
+    m.label_orders(ep, [acct], resting_only=True, related=(EXPECTED_DETECTOR,))
 
     def build():
         idx = m.index_of(ep)
@@ -89,39 +90,3 @@ def inject_quote_flickering(m, rng, slot):
 
     m.defer(build)
     return ep
-
-
-def episode_type():
-    """The registry entry (an ``episodes.EpisodeType``), built lazily: ``episodes`` imports this module's peers."""
-    from .episode_kit import MARKET
-    from .episodes import EpisodeType
-    mid = (FLICKER_DURATION_S.lo + FLICKER_DURATION_S.hi) / 2
-    return EpisodeType(NAME, inject_quote_flickering, MARKET, lambda c: FLICKER_PER_MINUTE,
-                       lambda c: FLICKER_DURATION_S.lo, False, typical_s=lambda c: mid)
-
-
-def register() -> None:
-    """Add ``quote_flickering`` to the generator at run time (idempotent): config names and the registry.
-
-    It goes before the owner-trade types, which read prices as they inject (as ``episodes`` orders them).
-    """
-    from . import config, episodes, market
-    if NAME in config.ALL_EPISODE_TYPES:
-        return
-    config.ALL_EPISODE_TYPES = config.ALL_EPISODE_TYPES + (NAME,)
-    types = list(episodes.EPISODE_TYPES)
-    at = next(i for i, t in enumerate(types) if t.name == "wash_trade")
-    types.insert(at, episode_type())
-    episodes.EPISODE_TYPES = market.EPISODE_TYPES = tuple(types)
-
-
-@contextmanager
-def registered():
-    """``register()`` for the duration of a block, then the generator's registry as it was."""
-    from . import config, episodes, market
-    saved = config.ALL_EPISODE_TYPES, episodes.EPISODE_TYPES, market.EPISODE_TYPES
-    register()
-    try:
-        yield
-    finally:
-        config.ALL_EPISODE_TYPES, episodes.EPISODE_TYPES, market.EPISODE_TYPES = saved

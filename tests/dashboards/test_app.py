@@ -56,6 +56,59 @@ def test_blotter_sorts_and_filters_by_disposition_status(client, con):
     assert target not in {r["alert_id"] for r in client.get("/api/alerts", params={"status": "open"}).json()["rows"]}
 
 
+def _close(con, alert_id: str, true_positive: bool) -> None:
+    audit.record_disposition(con, alert_id, "under_review", actor="kim", note="reviewing the evidence")
+    audit.record_disposition(con, alert_id, "closed_true_positive" if true_positive else "closed_false_positive",
+                             actor="kim", note="confirmed with the order book" if true_positive else "market maker")
+
+
+def test_blotter_sorts_by_the_triage_score_learnt_from_dispositions(client, con):
+    from surveil.triage import alert_rows, triage
+
+    # before any disposition: every alert neutral, and the blotter says so; the detector's own score breaks the tie
+    r = client.get("/", params={"sort": "triage"})
+    assert "triage: neutral: no dispositions yet" in r.text
+    data = client.get("/api/alerts", params={"sort": "triage"}).json()
+    assert data["triage"]["learnt_from"] == 0 and {x["triage"] for x in data["rows"]} == {0.5}
+    assert {x["triage_reason"] for x in data["rows"]} == {"no dispositions yet"}
+    scores = [x["score"] for x in data["rows"]]
+    assert scores == sorted(scores, reverse=True)
+    # analysts close all but one of a detector's alerts as true positives, and all but one of another's as false
+    per = con.execute("SELECT detector, list(alert_id ORDER BY alert_id) FROM alerts GROUP BY detector "
+                      "HAVING count(*) >= 2 ORDER BY count(*) DESC, detector").fetchall()
+    assert len(per) >= 2, per
+    (good, good_ids), (bad, bad_ids) = per[0], per[1]
+    decided = []
+    for ids, verdict in ((good_ids, True), (bad_ids, False)):
+        for a in ids[:-1]:
+            _close(con, a, verdict)
+            decided.append((a, verdict))
+    # one more closed as a false positive and then reopened for review: undecided again, not learnt from
+    reopened = bad_ids[-1]
+    _close(con, reopened, False)
+    audit.record_disposition(con, reopened, "under_review", actor="lee", note="the fills look prearranged after all")
+    data = client.get("/api/alerts", params={"sort": "triage"}).json()
+    n = len(decided)
+    assert data["triage"]["learnt_from"] == n and data["triage"]["summary"].startswith(f"learnt from {n} dispositions")
+    rows = data["rows"]
+    got = [x["triage"] for x in rows]
+    assert got == sorted(got, reverse=True) and len(set(got)) > 2
+    # the scores are the triage model's on the store's alerts and the closures still standing
+    want = {s.alert_id: s.score for s in triage(alert_rows(con), decided)}
+    assert {x["alert_id"]: x["triage"] for x in rows} == want
+    score = {x["alert_id"]: x["triage"] for x in rows}
+    assert min(score[a] for a, y in decided if y) > max(score[a] for a, y in decided if not y), (good, bad)
+    assert all(x["triage_reason"].startswith(f"learnt from {n} dispositions") for x in rows)
+    # ascending is the reverse; the page shows the same order, the score and the model's summary
+    asc = client.get("/api/alerts", params={"sort": "triage", "dir": "asc"}).json()["rows"]
+    assert [x["triage"] for x in asc] == sorted(got)
+    page = client.get("/", params={"sort": "triage"}).text
+    assert f"triage: learnt from {n} dispositions" in page
+    assert re.findall(r'<tr data-id="([0-9a-f]{24})"', page) == [x["alert_id"] for x in rows]
+    first = rows[0]
+    assert f'<td class="num triage" title="{first["triage_reason"]}">{first["triage"]:.2f}</td>' in page
+
+
 def test_alert_detail_draws_the_price_chart_with_every_evidence_event_marked(client, con):
     for alert_id, detector, _, instrument, n_evidence in alerts(con):
         r = client.get(f"/alert/{alert_id}")

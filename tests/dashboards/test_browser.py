@@ -83,7 +83,7 @@ def test_analyst_filters_opens_an_alert_records_a_disposition_and_reads_the_audi
     rows = page.locator("#blotter tbody tr")
     n = con.execute("SELECT count(*) FROM alerts WHERE detector = 'spoofing'").fetchone()[0]
     assert rows.count() == n >= 1 and n < every
-    assert all(rows.nth(i).locator("td").nth(5).inner_text() == "spoofing" for i in range(n))
+    assert all(rows.nth(i).locator("td").nth(6).inner_text() == "spoofing" for i in range(n))  # after score, triage
     shot(page, "2-blotter-filtered")
 
     alert_id = rows.first.get_attribute("data-id")
