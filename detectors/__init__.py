@@ -8,6 +8,7 @@ from detectors.abnormal_move import AbnormalMove
 from detectors.base import Detector, value_fits
 from detectors.behaviour_anomaly import BehaviourAnomaly
 from detectors.excessive_messaging import ExcessiveMessaging
+from detectors.front_running import FrontRunning
 from detectors.layering import Layering
 from detectors.marking_the_close import MarkingTheClose
 from detectors.momentum_ignition import MomentumIgnition
@@ -24,7 +25,7 @@ from detectors.wash_trade import WashTrade
 REGISTRY: dict[str, type[Detector]] = {d.name: d for d in (
     WashTrade, PriceDislocation, VolumeAuthenticity, OffMarket, AbnormalMove, Spoofing, Layering, RoundTrip,
     PumpAndDump, MomentumIgnition, ExcessiveMessaging, ReferenceDeviation, SettlementExposure,
-    MarkingTheClose, BehaviourAnomaly)}
+    MarkingTheClose, FrontRunning, BehaviourAnomaly)}
 # learning detectors run only when configured (``{"behaviour_anomaly": {}}`` in code, a
 # ``[detectors.behaviour_anomaly]`` table in TOML): they alert on departures from what they have
 # learnt, which a short market has not yet taught them

@@ -1,39 +1,62 @@
-"""Marking the close: one owner's aggressive, one-sided trading into a reference-price fixing.
+"""Marking the close: one owner's aggressive, one-sided trading pushes a venue's price into a
+reference-price fixing, out of line with the other venues, and the price gives the move back after it.
 
 Fixings are the multiples of ``fixing_every_ms`` on the UTC clock and/or the daily times in
-``fixing_times_utc``.  For each fixing F the detector looks at the ``window_ms`` before it
-and, per owner and venue, at the owner's *aggressive* trades (the owner is the aggressor
-side's owner).  An owner alerts at F when
+``fixing_times_utc``.  For each fixing F the detector looks at the ``window_ms`` before it and,
+per owner and venue, at the owner's *aggressive* trades (the owner is the aggressor side's
+owner).  Takers trade one way or the other at random, and a busy one's everyday trades, both
+ways, surround a campaign, so a campaign is told by being out of the owner's habit: over a
+stretch [S, F) (S at one of its trades on the side) the owner takes far more of the venue's
+aggressive trades on that side than its usual share of the venue's aggressive trades over the
+``habit_ms`` before F would give it.  The campaign is the longest such stretch in which
 
-- it took liquidity at least ``min_trades`` times on one side, that side being at least
-  ``min_side_share`` of its aggressive trades in the window;
-- its venue's price (median of the venue's last ``level_trades`` trades) moved at least
-  ``min_move_bps`` its way from just before its first trade to the fixing;
+- the owner took liquidity at least ``min_trades`` times on that side, at least ``min_side_share``
+  of its aggressive trades there, that one-sidedness at most ``max_side_pvalue`` likely by chance
+  (binomial, even odds);
+- that many trades on the side are at most ``max_share_pvalue`` likely at its usual share (Poisson).
+
+The owner alerts at F when, besides,
+
+- its venue's price level (median of the venue's last ``level_trades`` trades) moved at least
+  ``min_move_bps`` its way from just before S to the fixing;
 - the other venues did not move with it: the move beyond theirs (excess) is also at least
   ``min_move_bps`` — a news jump moves every venue, a marked close only the one marked;
 - the move is out of proportion to the volume: at least ``min_bps_per_typical`` bps per
-  typical-sized trade's worth (median traded size on the venue in the window) of the
-  owner's volume — an honest large order moves the price a little for a lot of volume.
+  typical-sized trade's worth (median traded size on the venue in the window) of the owner's
+  volume — an honest large order moves the price a little for a lot of volume;
+- the price did not stay: by ``revert_ms`` after the fixing the venue's level has given back at
+  least ``min_revert_share`` of the move — a marked price is held up only for the fixing, while a
+  move on news, a dislocation or a pump carries on past it;
+- the owner made the move rather than joined one: in the minute before S the venue moved its way
+  by less than ``max_prior_move_share`` of the campaign's move (traders chasing a surge buy into a
+  move already under way).
 
-The verdict is reached at the first trade of the instrument at or after F (event time), so
-alerts do not depend on batching.  State per instrument: the trades (time, price, size) of
-at most two windows, per-owner tallies of the current window, and the candidate rows kept as
-evidence (Arrow, narrowed).
+Per fixing and venue only one owner is named, the one whose trading that way is furthest out of
+habit (least likely Poisson tail over any of its stretches): other takers on the move's side look
+one-sided too by chance, and the move is one finding.
+
+The verdict on F is reached at the first trade of the instrument at or after F + ``revert_ms``
+(or at the end of input), from the trades before that time only, so alerts do not depend on
+batching.  State per instrument: every venue's trades (time, price, size) back to two windows
+before the oldest fixing awaiting its verdict, and the aggressive trades with an owner (evidence
+columns) back to ``habit_ms`` before it.
 
 >>> from tests.conftest import events
 >>> F = 1_800  # a fixing every 30 minutes: 00:30 UTC is one
->>> ts = [F - 200.0 + i for i in range(0, 100, 5)] + [F - 60.0 + 10 * k for k in range(6)] + [F + 1.0]
->>> n = len(ts)
->>> px = [100.0] * 20 + [100.0 + 0.1 * (k + 1) for k in range(6)] + [100.0]
->>> side = ["buy", "sell"] * 10 + ["buy"] * 6 + ["sell"]
->>> buyer = ["X"] * 20 + ["M1"] * 6 + ["Y"]
->>> t = events(ts=ts, kind=["trade"] * n, venue=["SHARED"] * n, instrument=["BTC/USDT"] * n, price=px,
-...            qty=[1.0] * n, side=side, buy_owner=buyer, sell_owner=["Z"] * n, trade_id=[f"t{i}" for i in range(n)])
+>>> mk = [F - 60.0 + 10 * k for k in range(6)]  # M1 buys six times in the last minute, 0.1 higher each time ...
+>>> level = lambda t: 100.0 if t >= F else 100.0 + 0.1 * sum(m < t for m in mk)  # ... all given back after it
+>>> rows = [(t, "buy" if i % 2 else "sell", "X") for i, t in enumerate(np.arange(F - 400.0, F + 62.0, 2.0))]
+>>> rows = sorted(rows + [(t + 0.5, "buy", "M1") for t in mk])  # X buys and Z sells in turn, every 2 s
+>>> n = len(rows)
+>>> t = events(ts=[r[0] for r in rows], kind=["trade"] * n, venue=["SHARED"] * n, instrument=["BTC/USDT"] * n,
+...            price=[level(r[0]) for r in rows], qty=[1.0] * n, side=[r[1] for r in rows],
+...            buy_owner=[r[2] for r in rows], sell_owner=["Z"] * n, trade_id=[f"t{i}" for i in range(n)])
 >>> d = MarkingTheClose(fixing_every_ms=1_800_000)
 >>> [a.summary for a in d.update(d.new_state(), d.select(t))]  # doctest: +NORMALIZE_WHITESPACE
 ['M1 marked the 00:30:00 UTC fixing of BTC/USDT on SHARED: 6 aggressive buys (6, 6x typical trade 1) in the
-  60s before it moved the price +40.0 bps (other venues: none), 6.7 bps per typical trade; 6 of its 6 aggressive
-  trades on that side (chance 0.016)']
+  60s before it moved the price +60.0 bps (other venues: none), 10.0 bps per typical trade; 6 of its 6 aggressive
+  trades in that time on that side (chance 0.016; 4e-05 at its usual share of the buying); 100% of the move
+  given back within 60s after it']
 """
 from __future__ import annotations
 
@@ -44,6 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.special import bdtrc, pdtrc
 
 from detectors.base import Detector
 from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
@@ -51,23 +75,39 @@ from surveil.schemas import Kind, Side, to_rows
 
 MS = 1_000_000
 DAY_NS = 86_400 * 10**9
+BUY, SELL = Side.BUY.value, Side.SELL.value
+PRIOR_NS = 60 * 10**9
 ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "ts", "src", "src_seq"]
-
-
-@dataclass
-class _Tally:  # one owner's aggressive trades on one venue and side in the current window
-    n: int = 0
-    qty: float = 0.0
-    first_ns: int = 0
 
 
 @dataclass
 class MarkState:
     last_ns: int = 0
-    fixing: int | None = None  # the fixing the current window leads to
-    hist: dict = field(default_factory=dict)  # venue -> list of (ts, price, qty) array chunks
-    tallies: dict = field(default_factory=dict)  # (owner, venue, side) -> _Tally
-    rows: list = field(default_factory=list)  # window trades with an aggressor owner (evidence candidates)
+    fixing: int | None = None  # the fixing whose window is filling
+    pending: list = field(default_factory=list)  # fixings with a complete window, awaiting their reversion window
+    tape: list = field(default_factory=list)  # per batch: (ts, price, qty, venue) arrays of every venue's trades
+    agg: list = field(default_factory=list)  # per batch: its aggressive trades with an owner (evidence columns
+    # and _owner); both are read by event time, and dropped a batch at a time once too old to be read
+
+
+@dataclass
+class _Candidate:
+    owner: str
+    venue: str
+    side: str
+    start_ns: int  # the campaign's first trade
+    trades: int  # its trades on that side from then to the fixing ...
+    total: int  # ... of its aggressive trades in that time
+    qty: float
+    pvalue: float  # chance of that one-sidedness (binomial, even odds)
+    share_pvalue: float  # chance of that many trades on the side at the owner's usual share of the venue's flow
+    usual_share: float  # the owner's share of the venue's aggressive trades over the look-back
+    move: float = 0.0
+    others: dict = field(default_factory=dict)
+    typical: float = 0.0
+    per_unit: float = 0.0
+    revert: float = 0.0
+    prior: float = 0.0  # the venue's move its way in the minute before the campaign
 
 
 def _binomial_tail(k: int, n: int) -> float:
@@ -99,37 +139,63 @@ def _parse_times(text: str) -> list[int]:
     return sorted(out)
 
 
+def _np(col) -> np.ndarray:
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(pc.fill_null(col, "").to_numpy(zero_copy_only=False), dtype=object)
+    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
+
+
 class MarkingTheClose(Detector):
     name = "marking_the_close"
-    version = "1.0"
+    version = "2.0"
     key_columns = ("instrument",)
-    description = ("One owner's aggressive one-sided trades in the minutes before a reference-price fixing that "
-                   "move its venue's price, but not the other venues', out of proportion to their volume.")
+    description = ("One owner's aggressive one-sided trades in the minutes before a reference-price fixing, far "
+                   "beyond its usual share of the flow, move its venue's price, but not the other venues', out of "
+                   "proportion to their volume, and the price gives the move back after the fixing.")
     param_docs = {
         "fixing_every_ms": ("ms", "fixings at every multiple of this on the UTC clock (0: none)"),
         "fixing_times_utc": ("HH:MM[:SS], comma-separated", "daily fixing times (UTC), besides fixing_every_ms"),
         "window_ms": ("ms", "how long before a fixing an owner's trades count"),
-        "min_trades": ("trades", "aggressive trades on one side an owner needs in the window"),
-        "min_side_share": ("share of trades", "that side's share of the owner's aggressive trades in the window"),
-        "min_move_bps": ("bps", "the venue's move the owner's way from its first trade to the fixing, and that "
+        "min_trades": ("trades", "aggressive trades on one side an owner needs from its campaign's start"),
+        "min_side_share": ("share of trades", "that side's share of the owner's aggressive trades from its "
+                                              "campaign's start to the fixing"),
+        "habit_ms": ("ms", "an owner's usual share of the venue's aggressive trades is measured over this long "
+                           "before the fixing"),
+        "max_share_pvalue": ("probability", "the owner's trades on the side from its campaign's start must be at "
+                                            "most this likely at its usual share of the venue's aggressive trades "
+                                            "that way (Poisson); per fixing and venue the least likely owner is "
+                                            "named"),
+        "min_move_bps": ("bps", "the venue's move the owner's way from its campaign's start to the fixing, and that "
                                 "move beyond the other venues' moves, must each reach this"),
         "min_bps_per_typical": ("bps per typical trade", "the move per typical-sized trade's worth of the owner's "
                                                          "volume (out of proportion to it)"),
-        "max_side_pvalue": ("probability", "the owner's one-sidedness must be at most this likely by chance (binomial, "
-                                           "even odds); per fixing and venue only the least likely owner is named"),
+        "max_side_pvalue": ("probability", "the owner's one-sidedness from its campaign's start must be at most this "
+                                           "likely by chance (binomial, even odds)"),
         "level_trades": ("trades", "a venue's price level is the median of its last this many trades"),
+        "revert_ms": ("ms", "how long after the fixing the move must be given back (the verdict waits this long)"),
+        "max_prior_move_share": ("share of the move", "the venue's move the owner's way in the minute before its "
+                                                      "campaign must be under this share of the campaign's move (the "
+                                                      "owner made the move rather than joined one)"),
+        "min_revert_share": ("share of the move", "the venue's level revert_ms after the fixing has given back at "
+                                                  "least this share of the move"),
     }
 
     def __init__(self, fixing_every_ms: int = 300_000, fixing_times_utc: str = "", window_ms: int = 300_000,
-                 min_trades: int = 4, min_side_share: float = 0.8, min_move_bps: float = 20.0,
-                 min_bps_per_typical: float = 1.0, max_side_pvalue: float = 0.02,
-                 level_trades: int = 5):
-        if fixing_every_ms < 0 or window_ms <= 0 or min_trades < 1 or level_trades < 1:
-            raise ValueError("fixing_every_ms must be >= 0, window_ms > 0, min_trades and level_trades >= 1")
+                 min_trades: int = 4, min_side_share: float = 0.6, min_move_bps: float = 20.0,
+                 min_bps_per_typical: float = 0.5, max_side_pvalue: float = 0.1,
+                 level_trades: int = 5, revert_ms: int = 60_000, min_revert_share: float = 0.5,
+                 max_share_pvalue: float = 1e-4, habit_ms: int = 600_000, max_prior_move_share: float = 1.0):
+        if fixing_every_ms < 0 or min(window_ms, revert_ms, habit_ms) <= 0 or min_trades < 1 or level_trades < 1:
+            raise ValueError("fixing_every_ms must be >= 0, window_ms, revert_ms and habit_ms > 0, min_trades and "
+                             "level_trades >= 1")
         if not 0.5 <= min_side_share <= 1 or min_move_bps <= 0 or min_bps_per_typical < 0:
             raise ValueError("min_side_share must be in [0.5, 1], min_move_bps > 0, min_bps_per_typical >= 0")
-        if not 0 < max_side_pvalue <= 1:
-            raise ValueError("max_side_pvalue must be in (0, 1]")
+        if max_prior_move_share <= 0:
+            raise ValueError("max_prior_move_share must be > 0")
+        if not 0 < max_side_pvalue <= 1 or not 0 < max_share_pvalue <= 1 or not 0 <= min_revert_share <= 1:
+            raise ValueError("max_side_pvalue and max_share_pvalue must be in (0, 1], min_revert_share in [0, 1]")
         self._daily = _parse_times(fixing_times_utc)
         if not fixing_every_ms and not self._daily:
             raise ValueError("no fixings: set fixing_every_ms or fixing_times_utc")
@@ -142,6 +208,11 @@ class MarkingTheClose(Detector):
         self.min_bps_per_typical = float(min_bps_per_typical)
         self.max_side_pvalue = float(max_side_pvalue)
         self.level_trades = int(level_trades)
+        self.revert_ms = int(revert_ms)
+        self.min_revert_share = float(min_revert_share)
+        self.max_share_pvalue = float(max_share_pvalue)
+        self.habit_ms = int(habit_ms)
+        self.max_prior_move_share = float(max_prior_move_share)
 
     def next_fixing(self, ts: int) -> int:
         """The first fixing strictly after ``ts`` (a trade at a fixing counts towards the next)."""
@@ -164,158 +235,251 @@ class MarkingTheClose(Detector):
         return MarkState()
 
     def is_idle(self, state: MarkState, now_ns: int) -> bool:
-        # Levels look back at most one window before an owner's first trade: past two windows of
-        # silence, and with no tallies waiting for their fixing, a fresh state reads the same.
-        return not state.tallies and now_ns - state.last_ns > 2 * self.window_ms * MS
+        # Levels look back at most one window before an owner's first trade, habits habit_ms: past that
+        # much silence, and with no fixing awaiting its verdict, a fresh state reads the same.
+        return not state.pending and now_ns - state.last_ns > max(2 * self.window_ms, self.habit_ms) * MS
+
+    def flush(self, state: MarkState) -> list[Alert]:
+        # the end of input: the fixings still waiting are judged on the trades there are
+        out = [a for f in state.pending for a in self._evaluate(state, f)]
+        state.pending = []
+        return out
 
     def update(self, state: MarkState, events: pa.Table) -> list[Alert]:
-        n = events.num_rows
-        if not n:
+        if not events.num_rows:
             return []
         ts = events.column("ts").cast(pa.int64()).to_numpy()
-        out: list[Alert] = []
+        self._record(state, events, ts)
+        # fixings whose window the batch completes (a trade at or past the fixing) ...
         i = 0
-        while i < n:
+        while i < len(ts):
             if state.fixing is None:
                 state.fixing = self.next_fixing(int(ts[i]))
-            f = state.fixing
-            j = int(np.searchsorted(ts, f, side="left"))
-            if j > i:
-                self._take(state, events.slice(i, j - i), ts[i:j], f)
-            if j < n:  # a trade at or past the fixing: the window is complete
-                out += self._evaluate(state, f, events.column("instrument")[0].as_py())
-                state.fixing = self.next_fixing(int(ts[j]))
-                self._trim(state, state.fixing - 2 * self.window_ms * MS)
+            j = int(np.searchsorted(ts, state.fixing, side="left"))
+            if j >= len(ts):
+                break
+            state.pending.append(state.fixing)
+            state.fixing = self.next_fixing(int(ts[j]))
             i = j
-        state.last_ns = int(ts[-1])
+        # ... and those whose reversion window it completes: their verdicts
+        out: list[Alert] = []
+        due = [f for f in state.pending if state.last_ns >= f + self.revert_ms * MS]
+        if due:
+            state.pending = [f for f in state.pending if f not in due]
+            for f in due:
+                out += self._evaluate(state, f)
+        self._trim(state)
         return out
 
     # -- steps ------------------------------------------------------------------------------
-    def _take(self, state: MarkState, part: pa.Table, ts: np.ndarray, f: int) -> None:
-        keep_from = f - 2 * self.window_ms * MS  # older trades can never be a level this fixing reads
-        venues = part.column("venue").to_numpy(zero_copy_only=False)
-        px, qty = part.column("price").to_numpy(), pc.fill_null(part.column("qty"), 0.0).to_numpy()
-        recent = ts >= keep_from
-        for v in np.unique(venues[recent]).tolist():
-            m = recent & (venues == v)
-            state.hist.setdefault(v, []).append((ts[m], px[m], qty[m]))
-        # aggressive trades with an owner, inside the window
-        side = pc.fill_null(part.column("side"), "")
-        owner = pc.if_else(pc.equal(side, Side.BUY.value), part.column("buy_owner"),
-                           pc.if_else(pc.equal(side, Side.SELL.value), part.column("sell_owner"), pa.scalar(None, pa.string())))
-        mask = pc.and_(pc.is_valid(owner), pa.array(ts >= f - self.window_ms * MS))
-        mask = pc.fill_null(mask, False)
+    def _record(self, state: MarkState, events: pa.Table, ts: np.ndarray) -> None:
+        """The batch's trades onto the tape, its aggressive trades with an owner onto ``agg``."""
+        state.tape.append((ts, events.column("price").to_numpy(), pc.fill_null(events.column("qty"), 0.0).to_numpy(),
+                           events.column("venue").to_numpy(zero_copy_only=False)))
+        state.last_ns = int(ts[-1])
+        side = pc.fill_null(events.column("side"), "")
+        owner = pc.if_else(pc.equal(side, BUY), events.column("buy_owner"),
+                           pc.if_else(pc.equal(side, SELL), events.column("sell_owner"), pa.scalar(None, pa.string())))
+        mask = pc.fill_null(pc.is_valid(owner), False)
         if not pc.any(mask).as_py():
             return
-        t = pa.table({"owner": owner, "venue": part.column("venue"), "side": side, "qty": part.column("qty"),
-                      "ts": pa.array(ts)}).filter(mask)
-        g = t.group_by(["owner", "venue", "side"], use_threads=False).aggregate(
-            [("qty", "sum"), ("qty", "count"), ("ts", "min")])
-        for o, v, s, q, c, t0 in zip(*(g.column(k).to_pylist() for k in
-                                       ("owner", "venue", "side", "qty_sum", "qty_count", "ts_min"))):
-            tally = state.tallies.get((o, v, s))
-            if tally is None:
-                tally = state.tallies[(o, v, s)] = _Tally(first_ns=t0)
-            tally.n += c
-            tally.qty += q or 0.0
-        rows = part.filter(mask).select(list(EVIDENCE_COLUMNS))
-        state.rows.append(rows.append_column("_owner", t.column("owner")))
+        state.agg.append(events.select(list(EVIDENCE_COLUMNS)).append_column("_owner", owner).filter(mask))
 
-    def _trim(self, state: MarkState, keep_from: int) -> None:
-        state.tallies, state.rows = {}, []
-        for v in list(state.hist):
-            t, p, q = (np.concatenate(c) for c in zip(*state.hist[v]))
-            k = t >= keep_from
-            if k.any():
-                state.hist[v] = [(t[k], p[k], q[k])]
-            else:
-                del state.hist[v]
-
-    def _evaluate(self, state: MarkState, f: int, instrument: str) -> list[Alert]:
-        if not state.tallies:
-            return []
-        hist = {v: tuple(np.concatenate(c) for c in zip(*chunks)) for v, chunks in state.hist.items()}
+    def _trim(self, state: MarkState) -> None:
+        # the oldest fixing still to judge (or the one filling) bounds what may be read again
+        oldest = min(state.pending + [state.fixing if state.fixing is not None else state.last_ns])
         window = self.window_ms * MS
+        while state.tape and state.tape[0][0][-1] < oldest - 2 * window:
+            state.tape.pop(0)
+        # an owner's habit is read over habit_ms
+        while state.agg and state.agg[0].column("ts")[-1].value < oldest - max(self.habit_ms * MS, window):
+            state.agg.pop(0)
 
-        def level(v: str, at: int) -> float | None:  # median of the venue's last trades before `at`
-            t, p, _ = hist[v]
-            hi = int(np.searchsorted(t, at, side="left"))
-            lo = max(int(np.searchsorted(t, at - window, side="left")), hi - self.level_trades)
-            return float(np.median(p[lo:hi])) if hi > lo else None
+    def _agg(self, state: MarkState) -> pa.Table | None:
+        tables = [t for t in state.agg if t.num_rows]
+        return pa.concat_tables(tables) if tables else None
 
-        out, found = [], {}
-        by_owner: dict = {}
-        for (o, v, s), tally in state.tallies.items():
-            by_owner.setdefault((o, v), {})[s] = tally
-        for (o, v), sides in sorted(by_owner.items()):
-            side, tally = max(sides.items(), key=lambda kv: (kv[1].n, kv[1].qty, kv[0]))
-            total = sum(x.n for x in sides.values())
-            if side not in (Side.BUY.value, Side.SELL.value) or tally.n < self.min_trades:
+    def _level(self, tape: dict, venue: str, at: int) -> float | None:
+        """Median of the venue's last ``level_trades`` trades before ``at`` (within one window).
+
+        ``tape``: venue -> (times, prices, sizes) of its trades (``_by_venue``)."""
+        if venue not in tape:
+            return None
+        t, p, _ = tape[venue]
+        hi = int(np.searchsorted(t, at, side="left"))
+        lo = max(int(np.searchsorted(t, at - self.window_ms * MS, side="left")), hi - self.level_trades)
+        if hi <= lo:
+            return None
+        x = sorted(p[lo:hi].tolist())  # a handful of prices: faster than np.median
+        m = len(x) // 2
+        return float(x[m]) if len(x) % 2 else (x[m - 1] + x[m]) / 2
+
+    @staticmethod
+    def _by_venue(state: MarkState) -> dict:
+        t, p, q, v = (np.concatenate(c) for c in zip(*state.tape))
+        return {w: (t[v == w], p[v == w], q[v == w]) for w in sorted(set(v.tolist()))}
+
+    def _campaigns(self, state: MarkState, f: int) -> list[list[_Candidate]]:
+        """Per owner, venue and side: the stretches [S, f) of its aggressive trades that are one-sided and
+        out of its habit, the longest first.
+
+        The habit is the owner's share of the venue's aggressive trades over the ``habit_ms`` before
+        ``f`` (the stretch included, which only makes the test harder to pass), or its share of those
+        on the side before the stretch when that is larger; in [S, f) the owner is expected to take
+        that share of the venue's aggressive trades on the side, and how unlikely its count there is
+        by chance (Poisson tail) says how far out of habit the stretch is.
+        """
+        agg = self._agg(state)
+        if agg is None:
+            return []
+        window = self.window_ms * MS
+        ts_all = _np(agg.column("ts"))
+        lo = int(np.searchsorted(ts_all, f - max(self.habit_ms * MS, window), side="left"))
+        hi = int(np.searchsorted(ts_all, f, side="left"))
+        part = agg.slice(lo, hi - lo)
+        ts, side, qty = (_np(part.column(c)) for c in ("ts", "side", "qty"))
+        owner_enc = pc.dictionary_encode(part.column("_owner")).combine_chunks()
+        venue_enc = pc.dictionary_encode(part.column("venue")).combine_chunks()
+        owners, venues = owner_enc.dictionary.to_pylist(), venue_enc.dictionary.to_pylist()
+        venue = venue_enc.indices.to_numpy().astype(np.int64)
+        key = owner_enc.indices.to_numpy().astype(np.int64) * len(venues) + venue
+        recent = ts >= f - window
+        buy = side == BUY
+        # only owners with min_trades aggressive trades on a side in the window can have a campaign
+        n_keys = len(owners) * len(venues)
+        busy = set(np.flatnonzero((np.bincount(key[recent & buy], minlength=n_keys) >= self.min_trades)
+                                  | (np.bincount(key[recent & ~buy], minlength=n_keys) >= self.min_trades)).tolist())
+        if not busy:
+            return []
+        order = np.argsort(key, kind="stable")  # by owner and venue, in time order within each
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        flow = {}  # (venue, side) -> times of the venue's aggressive trades that way in the look-back
+        total = {}  # venue -> its aggressive trades in the look-back
+        out = []
+        for g in np.split(order, bounds):
+            if int(key[g[0]]) not in busy:
                 continue
-            if tally.n < self.min_side_share * total:
-                continue
-            sign = 1.0 if side == Side.BUY.value else -1.0
-            start, close = level(v, tally.first_ns), level(v, f)
-            if start is None or close is None:
-                continue
-            move = (close / start - 1) * 1e4 * sign
-            if move < self.min_move_bps:
-                continue
-            others = {}
-            for w in hist:
-                if w != v:
-                    a, b = level(w, tally.first_ns), level(w, f)
-                    if a is not None and b is not None:
-                        others[w] = (b / a - 1) * 1e4 * sign
-            excess = move - max(max(others.values(), default=0.0), 0.0)
-            if excess < self.min_move_bps:
-                continue
-            t, _, q = hist[v]
-            in_window = q[(t >= f - window) & (t < f)]
-            typical = float(np.median(in_window)) if len(in_window) else 0.0
-            units = tally.qty / typical if typical > 0 else float("inf")
-            per_unit = move / units if units > 0 else float("inf")
-            if per_unit < self.min_bps_per_typical:
-                continue
-            pval = _binomial_tail(tally.n, total)
-            if pval > self.max_side_pvalue:
-                continue
-            found.setdefault(v, []).append((pval, -tally.n, o, side, tally, move, others, typical, per_unit))
-        # Other takers on the move's side look one-sided too by chance: per venue only the owner whose
-        # one-sidedness is least likely by chance is named (the market-wide move is one finding).
-        for v, cands in sorted(found.items()):
-            pval, _, o, side, tally, move, others, typical, per_unit = min(cands, key=lambda c: c[:3])
-            out.append(self._alert(state, o, v, side, tally, f, instrument, move, others, typical, per_unit, pval))
+            g_recent = g[recent[g]]
+            vc = int(venue[g[0]])
+            v, who = venues[vc], owners[int(key[g[0]]) // len(venues)]
+            if v not in total:
+                total[v] = int((venue == vc).sum())
+            for s in (BUY, SELL):
+                on = side[g_recent] == s
+                if int(on.sum()) < self.min_trades:
+                    continue
+                if (v, s) not in flow:
+                    flow[(v, s)] = np.sort(ts[(venue == vc) & (side == s)])
+                own_side = np.sort(ts[g][side[g] == s])  # its trades that way in the look-back
+                # stretches start at each of its trades on that side: k of its n trades from there on
+                k_from = np.cumsum(on[::-1])[::-1]
+                n_from = np.arange(len(g_recent), 0, -1)
+                ok = on & (k_from >= self.min_trades) & (k_from >= self.min_side_share * n_from)
+                # Its habit: its share of the venue's aggressive trades over the look-back, the stretch
+                # included — or, if larger, its share of those that way before the stretch (a taker
+                # who only ever buys takes a large share of the buying every time).
+                j = np.flatnonzero(ok)
+                k, n, start = k_from[j], n_from[j], ts[g_recent[j]]
+                p_side = bdtrc(k - 1, n, 0.5)
+                before = np.searchsorted(flow[(v, s)], start, side="left")
+                own_before = np.searchsorted(own_side, start, side="left")
+                habit = np.maximum(len(g) / total[v], own_before / np.maximum(before, 1))
+                p_share = pdtrc(k - 1, habit * (len(flow[(v, s)]) - before))
+                keep = (p_side <= self.max_side_pvalue) & (p_share <= self.max_share_pvalue)
+                stretches = [  # one-sided and out of habit, the longest first
+                    _Candidate(who, v, s, int(start[i]), int(k[i]), int(n[i]),
+                               float(qty[g_recent[j[i]:][on[j[i]:]]].sum()), float(p_side[i]), float(p_share[i]),
+                               float(habit[i]))
+                    for i in np.flatnonzero(keep)]
+                if stretches:
+                    out.append(stretches)
         return out
 
-    def _alert(self, state: MarkState, owner: str, venue: str, side: str, tally: _Tally, f: int, instrument: str,
-               move: float, others: dict, typical: float, per_unit: float, pval: float) -> Alert:
-        rows = pa.concat_tables(state.rows)
-        mask = pc.and_(pc.and_(pc.equal(rows.column("_owner"), owner), pc.equal(rows.column("venue"), venue)),
-                       pc.equal(rows.column("side"), side))
+    def _evaluate(self, state: MarkState, f: int) -> list[Alert]:
+        cands = self._campaigns(state, f)
+        if not cands:
+            return []
+        tape = self._by_venue(state)
+        found: dict[str, list[tuple[float, _Candidate]]] = {}
+        for stretches in cands:
+            # the campaign: the longest stretch over which the price behaved as a marked one does; the
+            # least likely of those ranks the owner among the others
+            passing = [c for c in stretches if self._marked(tape, c, f)]
+            if passing:
+                found.setdefault(passing[0].venue, []).append((min(c.share_pvalue for c in passing), passing[0]))
+        # Other takers on the move's side look one-sided too by chance: per venue only the owner furthest
+        # out of its habit is named (the move is one finding).
+        return [self._alert(state, min(cs, key=lambda x: (x[0], x[1].pvalue, x[1].owner))[1], f)
+                for _, cs in sorted(found.items())]
+
+    def _marked(self, tape: dict, c: _Candidate, f: int) -> bool:
+        """The price over the stretch: moved its way out of line with the other venues, out of proportion
+        to the owner's volume, and given back after the fixing (``c`` gets the figures)."""
+        sign = 1.0 if c.side == BUY else -1.0
+        start, close = self._level(tape, c.venue, c.start_ns), self._level(tape, c.venue, f)
+        if start is None or close is None:
+            return False
+        c.move = (close / start - 1) * 1e4 * sign
+        if c.move < self.min_move_bps:
+            return False
+        c.others = {}
+        for w in tape:
+            if w != c.venue:
+                a, b = self._level(tape, w, c.start_ns), self._level(tape, w, f)
+                if a is not None and b is not None:
+                    c.others[w] = (b / a - 1) * 1e4 * sign
+        if c.move - max(max(c.others.values(), default=0.0), 0.0) < self.min_move_bps:
+            return False
+        t, _, q = tape[c.venue]
+        lo, hi = np.searchsorted(t, f - self.window_ms * MS, side="left"), np.searchsorted(t, f, side="left")
+        in_window = q[lo:hi]
+        c.typical = float(np.median(in_window)) if len(in_window) else 0.0
+        units = c.qty / c.typical if c.typical > 0 else float("inf")
+        c.per_unit = c.move / units if units > 0 else float("inf")
+        if c.per_unit < self.min_bps_per_typical:
+            return False
+        later = self._level(tape, c.venue, f + self.revert_ms * MS)
+        c.revert = 0.0 if later is None else (close - later) / (close - start)
+        if c.revert < self.min_revert_share:
+            return False
+        before = self._level(tape, c.venue, c.start_ns - PRIOR_NS)
+        c.prior = 0.0 if before is None else (start / before - 1) * 1e4 * sign
+        return c.prior < self.max_prior_move_share * c.move
+
+    def _alert(self, state: MarkState, c: _Candidate, f: int) -> Alert:
+        rows = self._agg(state)
+        ts = _np(rows.column("ts"))
+        lo, hi = np.searchsorted(ts, c.start_ns, side="left"), np.searchsorted(ts, f, side="left")
+        rows = rows.slice(int(lo), int(hi - lo))
+        mask = pc.and_(pc.and_(pc.equal(rows.column("_owner"), c.owner), pc.equal(rows.column("venue"), c.venue)),
+                       pc.equal(rows.column("side"), c.side))
         ev = rows.filter(mask).drop_columns(["_owner"])
+        instrument = ev.column("instrument")[0].as_py()
         ids = sorted(evidence_id(r) for r in to_rows(ev.select(ID_COLUMNS)))
-        ev_rows = to_rows(ev.select(["buy_account", "sell_account"]))
-        acct_col = "buy_account" if side == Side.BUY.value else "sell_account"
-        accounts = sorted({r[acct_col] for r in ev_rows if r[acct_col]})
+        acct_col = "buy_account" if c.side == BUY else "sell_account"
+        accounts = sorted({a for a in ev.column(acct_col).to_pylist() if a})
         clock = time.strftime("%H:%M:%S", time.gmtime(f // 10**9))
-        lead_s = (f - tally.first_ns) / 1e9
-        total = sum(t.n for (o, v, _), t in state.tallies.items() if o == owner and v == venue)
-        ref = ", ".join(f"{w} {m:+.1f} bps" for w, m in sorted(others.items())) or "none"
-        sign = "+" if side == Side.BUY.value else "-"
-        summary = (f"{owner} marked the {clock} UTC fixing of {instrument} on {venue}: {tally.n} aggressive "
-                   f"{side}s ({tally.qty:.10g}, {tally.qty / typical if typical else 0:.0f}x typical trade "
-                   f"{typical:.10g}) in the {lead_s:.0f}s before it moved the price {sign}{abs(move):.1f} bps "
-                   f"(other venues: {ref}), {per_unit:.1f} bps per typical trade; {tally.n} of its {total} aggressive trades "
-                   f"on that side (chance {pval:.2g})")
-        severity = Severity.HIGH if move >= 3 * self.min_move_bps else (
-            Severity.MEDIUM if move >= 1.5 * self.min_move_bps else Severity.LOW)
+        lead_s = (f - c.start_ns) / 1e9
+        ref = ", ".join(f"{w} {m:+.1f} bps" for w, m in sorted(c.others.items())) or "none"
+        sign = "+" if c.side == BUY else "-"
+        summary = (f"{c.owner} marked the {clock} UTC fixing of {instrument} on {c.venue}: {c.trades} aggressive "
+                   f"{c.side}s ({c.qty:.10g}, {c.qty / c.typical if c.typical else 0:.0f}x typical trade "
+                   f"{c.typical:.10g}) in the {lead_s:.0f}s before it moved the price {sign}{abs(c.move):.1f} bps "
+                   f"(other venues: {ref}), {c.per_unit:.1f} bps per typical trade; {c.trades} of its {c.total} "
+                   f"aggressive trades in that time on that side (chance {c.pvalue:.2g}; {c.share_pvalue:.1g} at its usual "
+                   f"share of the {'buying' if c.side == BUY else 'selling'}); {c.revert:.0%} of the move given back "
+                   f"within {self.revert_ms / 1000:.0f}s after it")
+        severity = Severity.HIGH if c.move >= 3 * self.min_move_bps else (
+            Severity.MEDIUM if c.move >= 1.5 * self.min_move_bps else Severity.LOW)
         return Alert.build(
-            detector=self.name, version=self.version, key=f"{owner}|{instrument}", window_start_ns=tally.first_ns,
-            window_end_ns=f, opening_evidence=ids, evidence=ev, severity=severity, score=round(move, 6),
-            instrument=instrument, venues=sorted({venue, *others}), owners=[owner], accounts=accounts,
+            detector=self.name, version=self.version, key=f"{c.owner}|{instrument}", window_start_ns=c.start_ns,
+            window_end_ns=f, opening_evidence=ids, evidence=ev, severity=severity, score=round(c.move, 6),
+            instrument=instrument, venues=sorted({c.venue, *c.others}), owners=[c.owner], accounts=accounts,
             summary=summary, params=self.params(),
-            metrics={"fixing_ns": f, "side": side, "trades": tally.n, "qty": tally.qty, "typical_qty": typical,
-                     "move_bps": round(move, 6), "other_venues_bps": {w: round(m, 6) for w, m in others.items()},
-                     "bps_per_typical": round(per_unit, 6), "side_pvalue": pval, "lead_s": round(lead_s, 3)},
+            metrics={"fixing_ns": f, "side": c.side, "trades": c.trades, "aggressive_trades": c.total, "qty": c.qty,
+                     "typical_qty": c.typical, "move_bps": round(c.move, 6),
+                     "other_venues_bps": {w: round(m, 6) for w, m in c.others.items()},
+                     "bps_per_typical": round(c.per_unit, 6), "side_pvalue": c.pvalue,
+                     "share_pvalue": c.share_pvalue, "usual_share": round(c.usual_share, 6), "lead_s": round(lead_s, 3),
+                     "revert_share": round(c.revert, 6), "prior_move_bps": round(c.prior, 6)},
         )

@@ -1,31 +1,44 @@
 """Momentum ignition: one owner's burst of aggressive trades moves the price, then it trades against the move.
 
-Per instrument (the key), trades whose sides carry owners are read in event order.  An owner's
-*burst* is ``min_trades`` or more aggressive trades on one side (the owner is the aggressor:
-buyer of a buy-aggressor trade, seller of a sell-aggressor one), each within ``burst_ms`` of the
-previous one.  The burst *moved the price* when, from the last price on that venue before its
-first trade to the most extreme price traded there (by anyone) since, the price went
-``min_move_bps`` or more in the burst's direction.  The owner then *trades against the move*:
-within ``reverse_ms`` after the burst's last trade its trades on the other side — aggressive or
-resting, any account, either platform — add up to ``min_reverse_share`` of the burst's quantity.
-One alert per burst, raised when its reversal window closes (a later trade of the instrument, or
-the end of input) if the owner's opposite trading came to between ``min_reverse_share`` and
-``max_reverse_share`` of the burst: an unwind of roughly the burst's size, not an owner who simply
-trades a lot both ways.
+Per instrument (the key), trades are read in event order.  An owner's *burst* is ``min_trades``
+or more aggressive trades on one side (the owner is the aggressor: buyer of a buy-aggressor
+trade, seller of a sell-aggressor one) on one venue, each within ``burst_ms`` of the previous one
+(one that runs on for more than twice ``burst_ms`` is a sustained campaign, not a burst).  The
+burst *moved the price* when, from the last price on that venue before its first trade to the
+most extreme price traded there (by anyone) since, the price went ``min_move_bps`` or more in the
+burst's direction.  The owner then *trades against the move*: within ``reverse_ms`` after the
+burst's last trade its trades on the other side — aggressive or resting, any account, either
+platform — add up to ``min_reverse_share`` of the burst's quantity.  One alert per burst, raised
+when its reversal window closes (a later trade of the instrument, or the end of input) if, besides:
+
+- the owner's opposite trading came to at most ``max_reverse_share`` of the burst: an unwind of
+  roughly the burst's size, not an owner who simply trades a lot both ways;
+- the burst was the owner's: at least ``min_volume_share`` of the venue's aggressive quantity on
+  that side from its first to its last trade;
+- it was out of character (``max_usual_trades``) and started the move rather than joined one: the
+  venue moved less than ``max_prior_move_bps`` its way in the 10 s before, and was not already that
+  far out of line with the other venues that way;
+- it took the venue out of line with the other venues (the reference market: every other venue's
+  trades of the instrument, public tapes included): at the owner's first opposite trade the venue's
+  extreme stands ``min_move_bps`` or more beyond their price level (the median of their last 5
+  trades) in the burst's direction.
 
 What keeps look-alikes out:
 
-- an arbitrageur buying on SHARED after another venue moved (cross-venue arbitrage) keeps what it
-  bought: no trading against the move;
+- a move every venue makes (news, an abnormal move) leaves the venue in line with the others;
+- an arbitrageur buying on SHARED after another venue moved (cross-venue arbitrage) brings SHARED
+  back in line with the other venue, and keeps what it bought;
+- traders chasing a pump or someone else's ignition buy in bursts into a move they did not make:
+  a small share of the aggressive flow, on a venue already out of line or already moving;
 - a front-runner trades once or twice before someone else's large trade: no burst;
 - an owner marking a fixing pushes the price but does not turn round within ``reverse_ms``;
 - an ordinary active trader's trades switch sides at random: a one-sided run of ``min_trades``
-  that moves the price by ``min_move_bps`` and is then reversed in size is rare noise, and a heavy trader's opposite trading dwarfs its "burst" (``max_reverse_share``);
-- traders chasing a pump buy in bursts into a move they did not make; their opposite trading, as
-  the makers they also are, runs to many times their buying.
+  that moves the price by ``min_move_bps`` and is then reversed in size is rare noise, and a heavy
+  trader's opposite trading dwarfs its "burst" (``max_reverse_share``).
 
-Public tapes (no owners) cannot show *whose* burst it was, so this detector reads only trades
-with owners; ``abnormal_move`` and ``pump_and_dump`` read public tapes.
+Public tapes (no owners) cannot show *whose* burst it was: only trades with owners make bursts;
+public trades are the yardstick of the venue's move.  With no other venue's trades in the 10 s
+before the burst or its first reversal the burst is judged on its own venue alone.
 
 >>> from tests.conftest import events
 >>> ts = [float(i) for i in range(10)] + [10.0, 10.5, 11.0, 11.5, 12.0] + [20.0, 25.0]
@@ -49,6 +62,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -58,8 +72,10 @@ from surveil.schemas import Kind, Side, to_rows
 
 MS = 1_000_000
 BUY, SELL = Side.BUY.value, Side.SELL.value
+SIDES = frozenset((BUY, SELL))
 ACTIVITY_TAU_NS = 300 * 10**9  # time constant of an owner's usual aggressive-trading rate
 CALM_NS = 10 * 10**9  # how far before a burst the price must have been calm
+LEVEL_TRADES = 5  # a venue's price level: the median of its last this many trades (within CALM_NS)
 MAX_REVERSE_EVIDENCE = 50  # burst and reversal trades kept per burst (the summary still counts them all)
 # what the loop reads, and the evidence columns (instrument is the key)
 ROW_COLUMNS = [c for c in EVIDENCE_COLUMNS if c != "instrument"]
@@ -83,7 +99,9 @@ class _Burst:
     move_bps: float = 0.0  # fixed at the first reversal trade
     prior_move_bps: float = 0.0  # the venue's move in the burst's direction in the calm_ms before it
     usual: float = 0.0  # the owner's usual aggressive trades per burst_ms (before the burst)
-    sustained: bool = False  # the owner went on trading that way past burst_ms: a campaign, not a burst
+    sustained: bool = False  # the owner went on trading that way past 2 x burst_ms: a campaign, not a burst
+    side_qty0: float = 0.0  # the venue's aggressive quantity on the burst's side before its first trade ...
+    side_qty1: float = 0.0  # ... and after its last one
 
     @property
     def last_ns(self) -> int:
@@ -94,57 +112,54 @@ class _Burst:
 class IgnitionState:
     last_ns: int = 0
     last_px: dict = field(default_factory=dict)  # venue -> last traded price
-    runs: dict = field(default_factory=dict)  # owner -> deque of (ts, qty, price before, row) of its one-sided run
+    runs: dict = field(default_factory=dict)  # owner -> deque of (ts, qty, price before, ..., row seq) of its one-sided run
     open: dict = field(default_factory=dict)  # owner -> _Burst waiting for, or in, its reversal window
     expire_ns: int = 0  # no open burst's reversal window ends before this
-    recent: dict = field(default_factory=dict)  # venue -> deque of (ts, price) over the last calm_ms
+    rising: dict = field(default_factory=dict)  # owner -> its open burst not yet reversed (its move still grows)
     activity: dict = field(default_factory=dict)  # owner -> (decayed count of its aggressive trades, at ts)
-
-
-class _Rows:
-    """A batch's rows for evidence: kept as row numbers while read, turned into dicts when kept."""
-
-    def __init__(self, events: pa.Table):
-        self.events = events
-
-    def resolve(self, lists: list[list]) -> None:
-        idx = sorted({x for lst in lists for x in lst if isinstance(x, int)})
-        if not idx:
-            return
-        got = dict(zip(idx, to_rows(self.events.select(ROW_COLUMNS).take(idx))))
-        for lst in lists:
-            lst[:] = [got[x] if isinstance(x, int) else x for x in lst]
+    side_qty: dict = field(default_factory=dict)  # (venue, aggressor side) -> aggressive quantity traded so far
+    tape: tuple = ()  # (ts, price, venue) arrays of every venue's recent trades, owners or not: price levels
+    owned: pa.Table | None = None  # the last burst_ms of trades with owners (evidence columns), for runs to draw on
+    owned_base: int = 0  # seq of owned's first row (a row's seq: its number among all owned rows ever read)
+    owned_seq: int = 0
 
 
 class MomentumIgnition(Detector):
     name = "momentum_ignition"
-    version = "1.0"
+    version = "1.1"
     key_columns = ("instrument",)
-    description = ("A burst of one owner's aggressive trades on one side moves the price, then the same owner "
-                   "(any account, either platform) trades against the move.")
+    description = ("A burst of one owner's aggressive trades on one side moves its venue's price out of line with "
+                   "the other venues, then the same owner (any account, either platform) trades against the move.")
     param_docs = {
         "min_trades": ("trades", "aggressive trades on one side an owner's burst needs ..."),
         "burst_ms": ("ms", "... within this time"),
         "min_move_bps": ("bps", "price move on the venue, from before the burst to its extreme until the owner "
-                                "turns, in the burst's direction"),
+                                "turns, in the burst's direction; the extreme must also stand this far beyond the "
+                                "other venues' price level when the owner turns"),
         "max_usual_trades": ("trades per burst_ms", "the owner's usual rate of aggressive trades before the burst "
                                                     "(exponentially weighted over ~5 min) must be below this: the "
                                                     "burst is out of character, not a busy trader's routine"),
         "max_prior_move_bps": ("bps", "the venue's price moved less than this in the burst's direction in the 10 s "
-                                      "before it: the owner started the move rather than joined one"),
+                                      "before it, and stood less than this beyond the other venues' level that way: "
+                                      "the owner started the move rather than joined one"),
         "reverse_ms": ("ms", "the owner's trades on the other side count within this time after the burst"),
         "min_reverse_share": ("share of burst qty", "the owner's opposite trades must add up to at least this "
                                                     "share of the burst's quantity ..."),
         "max_reverse_share": ("share of burst qty", "... and at most this share (more is an owner trading both "
                                                     "ways all along, not unwinding a burst)"),
+        "min_volume_share": ("share of venue qty", "the burst's share of the venue's aggressive quantity on its side "
+                                                   "from its first to its last trade (the burst drove the flow)"),
     }
 
     def __init__(self, min_trades: int = 5, burst_ms: int = 5_000, min_move_bps: float = 20.0,
-                 max_usual_trades: float = 0.5, max_prior_move_bps: float = 15.0, reverse_ms: int = 90_000, min_reverse_share: float = 0.3, max_reverse_share: float = 2.0):
+                 max_usual_trades: float = 0.5, max_prior_move_bps: float = 15.0, reverse_ms: int = 90_000,
+                 min_reverse_share: float = 0.3, max_reverse_share: float = 2.0, min_volume_share: float = 0.1):
         if min_trades < 2 or burst_ms <= 0 or reverse_ms <= 0:
             raise ValueError("min_trades must be >= 2, burst_ms and reverse_ms > 0")
         if max_usual_trades <= 0 or max_prior_move_bps <= 0:
             raise ValueError("max_usual_trades and max_prior_move_bps must be > 0")
+        if not 0 <= min_volume_share <= 1:
+            raise ValueError("min_volume_share must be in [0, 1]")
         if min_move_bps <= 0 or not 0 < min_reverse_share <= max_reverse_share:
             raise ValueError("min_move_bps must be > 0 and 0 < min_reverse_share <= max_reverse_share")
         self.min_trades = int(min_trades)
@@ -155,109 +170,189 @@ class MomentumIgnition(Detector):
         self.max_prior_move_bps = float(max_prior_move_bps)
         self.min_reverse_share = float(min_reverse_share)
         self.max_reverse_share = float(max_reverse_share)
+        self.min_volume_share = float(min_volume_share)
 
     def select(self, events: pa.Table) -> pa.Table:
-        """Priced trades with at least one owner (public tapes name no one)."""
+        """Priced trades on every venue: those with owners can make bursts, the public tapes of the
+        other venues are the reference the burst's venue is measured against."""
         ok = pc.and_(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
                              pc.greater(events.column("price"), 0)), pc.greater(events.column("qty"), 0))
-        owned = pc.or_(pc.is_valid(events.column("buy_owner")), pc.is_valid(events.column("sell_owner")))
-        return events.filter(pc.fill_null(pc.and_(ok, owned), False))
+        return events.filter(pc.fill_null(ok, False))
 
     def new_state(self) -> IgnitionState:
         return IgnitionState()
 
     def is_idle(self, state: IgnitionState, now_ns: int) -> bool:
         # An open burst still owes its verdict (given at the next trade or at flush); otherwise, past both
-        # windows no run can grow, and a later trade reads as in a new state but for the venue's last price.
-        return not state.open and now_ns - state.last_ns > self.burst_ms * MS
+        # windows (and the calm look-back of the price levels) no run can grow and nothing kept is read
+        # again: a later trade reads as in a new state but for the venue's last price.
+        return not state.open and now_ns - state.last_ns > self.burst_ms * MS + CALM_NS
 
     def flush(self, state: IgnitionState) -> list[Alert]:
-        out = [a for a in (self._close(b) for b in state.open.values()) if a is not None]
+        out = [a for a in (self._close(state, b) for b in state.open.values()) if a is not None]
         state.open.clear()
+        state.rising.clear()
         return out
 
     def update(self, state: IgnitionState, events: pa.Table) -> list[Alert]:
         if events.num_rows == 0:
             return []
+        self._record(state, events)
         instrument = events.column("instrument")[0].as_py()
+        owned = pc.or_(pc.is_valid(events.column("buy_owner")), pc.is_valid(events.column("sell_owner")))
+        events = events.select(ROW_COLUMNS)
+        if not pc.all(owned).as_py():
+            events = events.filter(owned)
+        out: list[Alert] = []
+        if events.num_rows:
+            base = state.owned_seq
+            state.owned = events if state.owned is None else pa.concat_tables([state.owned, events])
+            state.owned_seq += events.num_rows
+            out = self._read(state, events, instrument, base)
+        self._trim(state)
+        return out
+
+    def _resolve(self, state: IgnitionState, lists: list[list]) -> None:
+        """Row seqs in ``lists`` become the rows themselves (dicts), in one take."""
+        idx = sorted({x for lst in lists for x in lst if isinstance(x, int)})
+        if not idx:
+            return
+        got = dict(zip(idx, to_rows(state.owned.take(pa.array([x - state.owned_base for x in idx])))))
+        for lst in lists:
+            lst[:] = [got[x] if isinstance(x, int) else x for x in lst]
+
+    def _record(self, state: IgnitionState, events: pa.Table) -> None:
+        """Every trade of the batch onto the tape (vectorised): the venues' price levels at any time."""
+        ts = events.column("ts").cast(pa.int64()).to_numpy()
+        px = events.column("price").to_numpy()
+        venue = events.column("venue").to_numpy(zero_copy_only=False)
+        if state.tape:
+            ts, px, venue = (np.concatenate(pair) for pair in zip(state.tape, (ts, px, venue)))
+        state.tape = (ts, px, venue)
+        state.last_ns = int(ts[-1])
+
+    def _trim(self, state: IgnitionState) -> None:
+        # levels look back calm_ms before a burst's first trade; a run is at most burst_ms old
+        gap = self.burst_ms * MS
+        keep = state.last_ns - gap - CALM_NS
+        if state.open:
+            keep = min(keep, min(b.times[0] for b in state.open.values()) - CALM_NS)
+        ts = state.tape[0]
+        k = int(np.searchsorted(ts, keep, side="left"))
+        if k:
+            state.tape = tuple(a[k:] for a in state.tape)
+        if state.owned is not None:
+            # a run's trades are at most burst_ms older than the instrument's latest trade when next read
+            # (open bursts hold their rows as dicts by now)
+            ots = state.owned.column("ts").cast(pa.int64()).to_numpy()
+            k = int(np.searchsorted(ots, state.last_ns - gap, side="left"))
+            if k:
+                state.owned = state.owned.slice(k)
+                state.owned_base += k
+
+    def _first_price(self, state: IgnitionState, venue: str, from_ns: int) -> float | None:
+        """The venue's first trade price at or after ``from_ns`` (the start of the calm look-back)."""
+        ts, px, ven = state.tape
+        lo = int(np.searchsorted(ts, from_ns, side="left"))
+        hit = np.flatnonzero(ven[lo:] == venue)
+        return float(px[lo + hit[0]]) if len(hit) else None
+
+    def _level(self, state: IgnitionState, at_ns: int, venue: str, same: bool) -> float | None:
+        """Median of the last LEVEL_TRADES trades before ``at_ns`` (within calm_ms) on ``venue`` — or,
+        with ``same`` false, on every other venue: the reference market."""
+        ts, px, ven = state.tape
+        hi = int(np.searchsorted(ts, at_ns, side="left"))
+        lo = int(np.searchsorted(ts, at_ns - CALM_NS, side="left"))
+        on = (ven[lo:hi] == venue) if same else (ven[lo:hi] != venue)
+        p = px[lo:hi][on][-LEVEL_TRADES:]
+        return float(np.median(p)) if len(p) else None
+
+    def _read(self, state: IgnitionState, events: pa.Table, instrument: str, base: int) -> list[Alert]:
+        """The owner trades of one batch, in event order; ``base`` is the seq of its first row."""
         cols = [events.column(c) for c in ("venue", "price", "qty", "side", "buy_owner", "sell_owner")]
         ts_l = events.column("ts").cast(pa.int64()).to_pylist()
-        rows = _Rows(events)
         out: list[Alert] = []
         gap, window, calm = self.burst_ms * MS, self.reverse_ms * MS, CALM_NS
-        for i, (ts, venue, px, qty, side, buyer, seller) in enumerate(zip(ts_l, *(c.to_pylist() for c in cols))):
-            state.last_ns = ts
-            prev = state.last_px.get(venue, px)
-            state.last_px[venue] = px
-            recent = state.recent.get(venue)
-            if recent is None:
-                recent = state.recent[venue] = deque()
-            while recent and recent[0][0] < ts - calm:
-                recent.popleft()
-            calm_px = recent[0][1] if recent else prev
-            recent.append((ts, px))
-            if state.open:
+        side_qty = state.side_qty
+        opened, rising, last_px, activity, runs = state.open, state.rising, state.last_px, state.activity, state.runs
+        for i, (ts, venue, px, qty, side, buyer, seller) in enumerate(zip(ts_l, *(c.to_pylist() for c in cols)), base):
+            prev = last_px.get(venue, px)
+            last_px[venue] = px
+            if opened:
                 if ts > state.expire_ns:  # reversal windows that closed: their verdicts
-                    for owner in sorted(o for o, b in state.open.items() if ts - b.last_ns > window):
-                        rows.resolve([state.open[owner].rows, state.open[owner].reverse])
-                        a = self._close(state.open.pop(owner))
+                    for owner in sorted(o for o, b in opened.items() if ts - b.last_ns > window):
+                        self._resolve(state, [opened[owner].rows, opened[owner].reverse])
+                        rising.pop(owner, None)
+                        a = self._close(state, opened.pop(owner))
                         if a is not None:
                             out.append(a)
-                    state.expire_ns = min((b.last_ns + window for b in state.open.values()), default=0)
-                for b in state.open.values():  # the price the bursts made, up to their first reversal
-                    if b.venue == venue and not b.n_reverse:
+                    state.expire_ns = min((b.last_ns + window for b in opened.values()), default=0)
+                for b in rising.values():  # the price the bursts made, up to their first reversal
+                    if b.venue == venue:
                         b.extreme = max(b.extreme, px) if b.side == BUY else min(b.extreme, px)
-                for owner, own_side in ((buyer, BUY), (seller, SELL)):
-                    b = state.open.get(owner) if owner else None
-                    if b is not None and b.side != own_side:
-                        self._reverse(b, i, ts, qty)
-            if side not in (BUY, SELL) or buyer == seller:
+                b = opened.get(buyer)
+                if b is not None and b.side != BUY:
+                    self._reverse(state, b, i, ts, qty)
+                b = opened.get(seller)
+                if b is not None and b.side != SELL:
+                    self._reverse(state, b, i, ts, qty)
+            if side is None or side not in SIDES:
+                continue
+            key = (venue, side)
+            before = side_qty.get(key, 0.0)  # the venue's aggressive flow that way, this trade excluded
+            side_qty[key] = before + qty
+            if buyer == seller:
                 continue
             owner = buyer if side == BUY else seller
             if not owner:
                 continue
-            b = state.open.get(owner)
+            b = opened.get(owner)
             if b is not None and b.side == side and not b.n_reverse and ts - b.last_ns <= gap:
-                if ts - b.times[0] > gap:  # buying (selling) on past burst_ms is a sustained campaign
+                # Buying (selling) on for twice as long as a burst takes is a sustained campaign; within
+                # that, a busy owner's stray trade either side of its burst does not make one.
+                if ts - b.times[0] > 2 * gap:
                     b.sustained = True
                 if len(b.rows) < MAX_REVERSE_EVIDENCE:
                     b.rows.append(i)  # the open burst goes on: more of the same aggressive trading
                 b.times.append(ts)
                 b.qty += qty
+                b.side_qty1 = before + qty
                 continue
-            count, at = state.activity.get(owner, (0.0, ts))
+            count, at = activity.get(owner, (0.0, ts))
             usual = count * math.exp((at - ts) / ACTIVITY_TAU_NS)
-            state.activity[owner] = (usual + 1.0, ts)
-            run = state.runs.get(owner)
+            activity[owner] = (usual + 1.0, ts)
+            run = runs.get(owner)
             if run is None or run[0][4] != side or run[0][5] != venue:
-                run = state.runs[owner] = deque()
+                run = runs[owner] = deque()
             while run and run[0][0] < ts - gap:
                 run.popleft()
-            run.append((ts, qty, prev, px, side, venue, calm_px, usual, i))
-            if len(run) >= self.min_trades and owner not in state.open:
-                b = state.open[owner] = _Burst(side, owner, venue, run[0][2], instrument)
-                b.prior_move_bps = (1.0 if side == BUY else -1.0) * (run[0][2] / run[0][6] - 1.0) * 1e4
-                b.usual = run[0][7] * gap / ACTIVITY_TAU_NS
+            run.append((ts, qty, prev, px, side, venue, usual, before, i))
+            if len(run) >= self.min_trades and owner not in opened:
+                t0, p0 = run[0][0], run[0][2]
+                b = opened[owner] = rising[owner] = _Burst(side, owner, venue, p0, instrument)
+                calm_px = self._first_price(state, venue, t0 - calm) or p0
+                b.prior_move_bps = (1.0 if side == BUY else -1.0) * (p0 / calm_px - 1.0) * 1e4
+                b.usual = run[0][6] * gap / ACTIVITY_TAU_NS
+                b.side_qty0, b.side_qty1 = run[0][7], before + qty
                 for t, q, _, p, _, _, _, _, r in run:
                     b.times.append(t)
                     b.rows.append(r)
                     b.qty += q
                     b.extreme = p if not b.extreme else max(b.extreme, p) if side == BUY else min(b.extreme, p)
-                del state.runs[owner]
-                state.expire_ns = min(state.expire_ns, ts + window) if len(state.open) > 1 else ts + window
+                del runs[owner]
+                state.expire_ns = min(state.expire_ns, ts + window) if len(opened) > 1 else ts + window
         # runs past the burst window can never grow: forget them (bounded state)
-        for owner in [o for o, r in state.runs.items() if state.last_ns - r[-1][0] > gap]:
+        last = ts_l[-1]
+        for owner in [o for o, r in state.runs.items() if last - r[-1][0] > gap]:
             del state.runs[owner]
-        # rows kept past this batch become plain dicts (nothing pins the batch), in one take
-        keep = [b.rows for b in state.open.values()] + [b.reverse for b in state.open.values()]
-        runs = {o: [e[-1] for e in r] for o, r in state.runs.items()}
-        rows.resolve(keep + list(runs.values()))
-        for o, r in state.runs.items():
-            state.runs[o] = deque(e[:-1] + (row,) for e, row in zip(r, runs[o]))
+        # open bursts' rows become plain dicts (the kept rows are trimmed to a run's reach), in one take;
+        # runs keep row seqs: most never become bursts
+        self._resolve(state, [b.rows for b in state.open.values()] + [b.reverse for b in state.open.values()])
         return out
 
-    def _reverse(self, b: _Burst, i: int, ts: int, qty: float) -> None:
+    def _reverse(self, state: IgnitionState, b: _Burst, i: int, ts: int, qty: float) -> None:
         if not b.n_reverse:
+            state.rising.pop(b.owner, None)  # its move is fixed now
             b.first_reverse_ns = ts
             sign = 1.0 if b.side == BUY else -1.0
             b.move_bps = sign * (b.extreme / b.p0 - 1.0) * 1e4
@@ -266,15 +361,31 @@ class MomentumIgnition(Detector):
         if len(b.reverse) < MAX_REVERSE_EVIDENCE:
             b.reverse.append(i)
 
-    def _close(self, b: _Burst) -> Alert | None:
+    def _close(self, state: IgnitionState, b: _Burst) -> Alert | None:
         share = b.reverse_qty / b.qty
         if not b.n_reverse or b.move_bps < self.min_move_bps or not \
                 self.min_reverse_share <= share <= self.max_reverse_share or b.usual >= self.max_usual_trades \
                 or b.prior_move_bps >= self.max_prior_move_bps or b.sustained:
             return None
-        return self._alert(b, b.instrument, share)
+        flow = b.side_qty1 - b.side_qty0
+        volume_share = b.qty / flow if flow > 0 else 1.0
+        if volume_share < self.min_volume_share:
+            return None
+        # Against the other venues: the burst must take its venue out of line with them in its direction,
+        # from in line (a move every venue makes, or a venue catching up with the others, is no ignition).
+        sign = 1.0 if b.side == BUY else -1.0
+        v0 = self._level(state, b.times[0], b.venue, same=True)
+        r0 = self._level(state, b.times[0], b.venue, same=False)
+        r1 = self._level(state, b.first_reverse_ns, b.venue, same=False)
+        ref = None
+        if v0 is not None and r0 is not None and r1 is not None:
+            ref = (sign * (v0 / r0 - 1.0) * 1e4, sign * (b.extreme / r1 - 1.0) * 1e4)
+            if ref[0] >= self.max_prior_move_bps or ref[1] < self.min_move_bps:
+                return None
+        return self._alert(b, b.instrument, share, volume_share, ref)
 
-    def _alert(self, b: _Burst, instrument: str, share: float) -> Alert:
+    def _alert(self, b: _Burst, instrument: str, share: float, volume_share: float,
+               ref: tuple[float, float] | None) -> Alert:
         rows = b.rows + b.reverse
         evidence = pa.Table.from_pylist([{**r, "instrument": instrument} for r in rows], schema=EVIDENCE_SCHEMA)
         start = b.times[0]
@@ -299,5 +410,8 @@ class MomentumIgnition(Detector):
                      "move_bps": round(b.move_bps, 6), "price_before": b.p0, "price_extreme": b.extreme,
                      "reverse_trades": b.n_reverse, "reverse_qty": b.reverse_qty, "reverse_share": round(share, 6),
                      "reverse_delay_s": (b.first_reverse_ns - b.last_ns) / 1e9,
-                     "prior_move_bps": round(b.prior_move_bps, 6), "usual_trades": round(b.usual, 6)},
+                     "prior_move_bps": round(b.prior_move_bps, 6), "usual_trades": round(b.usual, 6),
+                     "volume_share": round(volume_share, 6),
+                     "gap_before_bps": None if ref is None else round(ref[0], 6),
+                     "gap_after_bps": None if ref is None else round(ref[1], 6)},
         )

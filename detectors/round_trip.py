@@ -1,18 +1,21 @@
 """Collusive round trips: two owners trade the same size back and forth at the same price.
 
-A sells to B, then B sells the same quantity back to A at about the same price (one round
-trip), and again: neither ends up with a position, yet volume prints.  Per pair of owners
-(any accounts, either platform) and instrument, the detector keeps the current *chain* of
-their trades: a trade extends it when it reverses the previous one (the previous buyer now
-sells) within ``window_ms``, at a price within ``max_price_diff_bps`` of it, keeping every
-size of the chain within ``max_size_diff_ratio`` of the largest.  A chain of n trades holds
-n // 2 round trips; from ``min_round_trips`` it alerts, revised (same id) as it grows.  Any
-other trade of the pair starts a new chain.
+A sells to B, then B sells about the same quantity back to A at about the same price (one
+round trip), and again: neither ends up with a position, yet volume prints.  Per pair of owners
+(any accounts, either platform) and instrument, the detector keeps the pair's current *run* of
+round trips.  Each trade of the pair that reverses the pair's previous trade (the previous buyer
+now sells) within ``window_ms`` of it continues the run: either it opens a round trip, or it closes
+the open one — when it is within ``max_price_diff_bps`` of that round trip's opening price and
+within ``max_size_diff_ratio`` of its size.  Round trips are matched one by one, so one round trip
+may be of another size than the one before (colluders vary their sizes); a closing leg that does
+not match, a trade in the same direction as the pair's previous one, or a pause longer than
+``window_ms`` ends the run (the trade then opens a new one).  From ``min_round_trips`` round trips
+in a run it alerts, revised (same id) as the run grows.
 
 The repetition is the evidence: two owners who happen to trade with each other repeatedly do
 so at sizes of their own, and one matching reversal is chance; owners who only trade in one
-direction never reverse.  Chance chains come mostly from a taker bouncing off one market
-maker's quotes, the maker resting in every trade, so a chain in which one owner rested
+direction never reverse.  Chance runs come mostly from a taker bouncing off one market
+maker's quotes, the maker resting in every trade, so a run in which one owner rested
 throughout (or the aggressor is unknown) needs ``min_round_trips_one_maker``; colluders
 taking turns to rest and to hit need ``min_round_trips``.  Trades within one owner or one linked group
 are wash trades (``detectors/wash_trade.py``) and are left out here.
@@ -28,7 +31,7 @@ are wash trades (``detectors/wash_trade.py``) and are left out here.
 >>> d = RoundTrip()
 >>> [a.summary for a in d.update(d.new_state(), d.select(t))]  # doctest: +NORMALIZE_WHITESPACE
 ['A and B traded BTC/USDT back and forth: 4 trades, 2 round trips in 90s on SHARED, 0.99-1.02 at 100-100.02
-  (each within 2.0 bps and 3% of the one before), both resting in turn; A sold 2 times, B sold 2 times']
+  (each back within 2.0 bps and 2% of the way out), both resting in turn; A sold 2 times, B sold 2 times']
 """
 from __future__ import annotations
 
@@ -42,34 +45,52 @@ from surveil.alerts import EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
 MS = 1_000_000
-MAX_EVIDENCE_LEGS = 50  # a chain's later trades still count, but its evidence stops growing
+MAX_EVIDENCE_LEGS = 50  # a run's later trades still count, but its evidence stops growing
 # Trade columns of the evidence (order columns are null on trades); instrument is the key.
 ROW_COLUMNS = ("ts", "kind", "venue", "src", "src_seq", "trade_id", "side", "price", "qty", "buy_account",
                "sell_account", "buy_platform", "sell_platform", "buy_owner", "sell_owner")
 
 
 @dataclass
-class _Chain:
+class _Run:
+    """A pair's current run of round trips (the trades since it began, each reversing the one before)."""
     first_ns: int
     opening: str
     last: dict  # the latest trade's row
+    open_leg: dict | None  # a round trip's opening trade, waiting for the trade that closes it
     rows: list[dict] = field(default_factory=list)  # evidence, up to MAX_EVIDENCE_LEGS
     legs: int = 1
+    trips: int = 0
     sold: dict = field(default_factory=dict)  # owner -> trades it sold in
     makers: set = field(default_factory=set)  # owners that rested (were hit) in some trade
-    max_price_bps: float = 0.0
+    max_price_bps: float = 0.0  # the largest gap between a round trip's two legs
     max_size_diff: float = 0.0
     lo_px: float = 0.0
     hi_px: float = 0.0
     lo_qty: float = 0.0
     hi_qty: float = 0.0
 
+    @classmethod
+    def start(cls, r: dict) -> "_Run":
+        return cls(r["ts"], evidence_id(r), r, r, [r], sold={r["sell_owner"]: 1}, makers={_maker(r)},
+                   lo_px=r["price"], hi_px=r["price"], lo_qty=r["qty"], hi_qty=r["qty"])
+
+    def add(self, r: dict) -> None:
+        self.last = r
+        self.makers.add(_maker(r))
+        self.legs += 1
+        self.sold[r["sell_owner"]] = self.sold.get(r["sell_owner"], 0) + 1
+        self.lo_px, self.hi_px = min(self.lo_px, r["price"]), max(self.hi_px, r["price"])
+        self.lo_qty, self.hi_qty = min(self.lo_qty, r["qty"]), max(self.hi_qty, r["qty"])
+        if len(self.rows) < MAX_EVIDENCE_LEGS:
+            self.rows.append(r)
+
 
 @dataclass
 class RoundTripState:
     last_ns: int = 0
     sweep_ns: int = 0
-    chains: dict[tuple[str, str], _Chain] = field(default_factory=dict)  # (owner, owner) sorted -> chain
+    chains: dict[tuple[str, str], _Run] = field(default_factory=dict)  # (owner, owner) sorted -> current run
 
 
 def _maker(r: dict) -> str | None:
@@ -80,21 +101,22 @@ def _maker(r: dict) -> str | None:
 
 class RoundTrip(Detector):
     name = "round_trip"
-    version = "1.0"
+    version = "1.1"
     key_columns = ("instrument",)
-    description = ("Two owners (of different groups) trade back and forth: A sells to B, B sells the same size "
-                   "back to A at about the same price, repeatedly.")
+    description = ("Two owners (of different groups) trade back and forth: A sells to B, B sells about the same "
+                   "size back to A at about the same price, round trip after round trip.")
     param_docs = {
-        "window_ms": ("ms", "a trade reverses the pair's previous one only this soon after it"),
-        "max_price_diff_bps": ("bps", "price difference between a trade and the one it reverses"),
-        "max_size_diff_ratio": ("share of the larger qty", "size difference between a trade and the one it reverses"),
-        "min_round_trips": ("round trips", "round trips in a row (a chain of n trades holds n // 2) before it "
-                                           "alerts, when each owner rested an order the other hit"),
+        "window_ms": ("ms", "a trade reverses the pair's previous one (continuing the run) only this soon after it"),
+        "max_price_diff_bps": ("bps", "price difference between a round trip's closing trade and its opening one"),
+        "max_size_diff_ratio": ("share of the larger qty", "size difference between a round trip's closing trade "
+                                                          "and its opening one"),
+        "min_round_trips": ("round trips", "round trips in a row before it alerts, when each owner rested an order "
+                                           "the other hit"),
         "min_round_trips_one_maker": ("round trips", "round trips in a row before it alerts when one owner rested "
                                                      "in every trade (or the aggressor is unknown)"),
     }
 
-    def __init__(self, window_ms: int = 180_000, max_price_diff_bps: float = 15.0, max_size_diff_ratio: float = 0.25,
+    def __init__(self, window_ms: int = 180_000, max_price_diff_bps: float = 15.0, max_size_diff_ratio: float = 0.1,
                  min_round_trips: int = 2, min_round_trips_one_maker: int = 3):
         if window_ms <= 0 or max_price_diff_bps < 0 or not 0 <= max_size_diff_ratio < 1:
             raise ValueError("window_ms must be > 0, max_price_diff_bps >= 0, max_size_diff_ratio in [0, 1)")
@@ -119,7 +141,7 @@ class RoundTrip(Detector):
         return RoundTripState()
 
     def is_idle(self, state: RoundTripState, now_ns: int) -> bool:
-        # No chain can be extended any more: a new state would read the next trades the same.
+        # No run can be continued any more: a new state would read the next trades the same.
         return now_ns - state.last_ns > self.window_ms * MS
 
     def update(self, state: RoundTripState, events: pa.Table) -> list[Alert]:
@@ -135,52 +157,47 @@ class RoundTrip(Detector):
             b, s = r["buy_owner"], r["sell_owner"]
             pair = (b, s) if b < s else (s, b)
             ch = state.chains.get(pair)
-            gaps = self._reverses(ch, r, window) if ch is not None else None
-            if gaps is None:
-                state.chains[pair] = _Chain(ts, evidence_id(r), r, [r], sold={r["sell_owner"]: 1},
-                                            makers={_maker(r)}, lo_px=r["price"], hi_px=r["price"],
-                                            lo_qty=r["qty"], hi_qty=r["qty"])
+            prev = ch.last if ch is not None else None
+            if prev is None or r["sell_owner"] != prev["buy_owner"] or ts - prev["ts"] > window:
+                state.chains[pair] = _Run.start(r)  # no reversal of the pair's previous trade: a new run
                 continue
-            ch.last = r
-            ch.makers.add(_maker(r))
-            ch.legs += 1
-            ch.sold[r["sell_owner"]] = ch.sold.get(r["sell_owner"], 0) + 1
+            if ch.open_leg is None:  # the run goes on: this trade opens its next round trip
+                ch.add(r)
+                ch.open_leg = r
+                continue
+            gaps = self._closes(ch.open_leg, r)
+            if gaps is None:  # a reversal at another size or price: no round trip, a new run from here
+                state.chains[pair] = _Run.start(r)
+                continue
+            ch.add(r)
+            ch.open_leg = None
+            ch.trips += 1
             ch.max_price_bps, ch.max_size_diff = max(ch.max_price_bps, gaps[0]), max(ch.max_size_diff, gaps[1])
-            ch.lo_px, ch.hi_px = min(ch.lo_px, r["price"]), max(ch.hi_px, r["price"])
-            ch.lo_qty, ch.hi_qty = min(ch.lo_qty, r["qty"]), max(ch.hi_qty, r["qty"])
-            if len(ch.rows) < MAX_EVIDENCE_LEGS:
-                ch.rows.append(r)
-            # A taker bouncing off one market maker's quotes chains by chance far more often
+            # A taker bouncing off one market maker's quotes matches by chance far more often
             # than two owners who take turns resting and hitting: it needs more evidence.
             turns = len(ch.makers - {None}) == 2
-            if ch.legs // 2 >= (self.min_round_trips if turns else self.min_round_trips_one_maker):
+            if ch.trips >= (self.min_round_trips if turns else self.min_round_trips_one_maker):
                 a = self._alert(ch, pair, instrument, turns)
                 out[a.alert_id] = a
         if state.last_ns >= state.sweep_ns:
-            # memory only: a chain past the window is replaced by the pair's next trade anyway
+            # memory only: a run past the window is replaced by the pair's next trade anyway
             old = state.last_ns - window
             state.chains = {k: c for k, c in state.chains.items() if c.last["ts"] >= old}
             state.sweep_ns = state.last_ns + window // 4
         return list(out.values())
 
-    def _reverses(self, ch: _Chain, r: dict, window: int) -> tuple[float, float] | None:
-        """(price gap bps, size gap) when ``r`` reverses the chain's last trade closely enough, else None.
-
-        The size is held to the whole chain (its smallest and largest trade), not only to the
-        last trade, so a chain cannot drift from one size to another a little at a time.
-        """
-        prev = ch.last
-        if r["sell_owner"] != prev["buy_owner"] or r["ts"] - prev["ts"] > window:
+    def _closes(self, leg: dict, r: dict) -> tuple[float, float] | None:
+        """(price gap bps, size gap) when ``r`` closes the round trip ``leg`` opened, else None."""
+        price_bps = abs(r["price"] - leg["price"]) / leg["price"] * 1e4
+        size_diff = abs(r["qty"] - leg["qty"]) / max(r["qty"], leg["qty"])
+        # (float slack: sizes and prices are whole lots and ticks, a ratio of them need not be exact)
+        if price_bps > self.max_price_diff_bps + 1e-9 or size_diff > self.max_size_diff_ratio + 1e-12:
             return None
-        price_bps = abs(r["price"] - prev["price"]) / prev["price"] * 1e4
-        hi, lo = max(ch.hi_qty, r["qty"]), min(ch.lo_qty, r["qty"])
-        if price_bps > self.max_price_diff_bps or (hi - lo) / hi > self.max_size_diff_ratio:
-            return None
-        return price_bps, abs(r["qty"] - prev["qty"]) / max(r["qty"], prev["qty"])
+        return price_bps, size_diff
 
-    def _alert(self, ch: _Chain, pair: tuple[str, str], instrument: str, turns: bool) -> Alert:
+    def _alert(self, ch: _Run, pair: tuple[str, str], instrument: str, turns: bool) -> Alert:
         a, b = pair
-        trips = ch.legs // 2
+        trips = ch.trips
         secs = (ch.last["ts"] - ch.first_ns) / 1e9
         venues = sorted({r["venue"] for r in ch.rows})
         accounts = sorted({x for r in ch.rows for x in (r["buy_account"], r["sell_account"]) if x})
@@ -188,7 +205,7 @@ class RoundTrip(Detector):
         summary = (f"{a} and {b} traded {instrument} back and forth: {ch.legs} trades, {trips} round trips in "
                    f"{secs:.0f}s on {'/'.join(venues)}, {ch.lo_qty:.10g}-{ch.hi_qty:.10g} at "
                    f"{ch.lo_px:.10g}-{ch.hi_px:.10g} "
-                   f"(each within {ch.max_price_bps:.1f} bps and {ch.max_size_diff:.0%} of the one before), "
+                   f"(each back within {ch.max_price_bps:.1f} bps and {ch.max_size_diff:.0%} of the way out), "
                    f"{'both resting in turn' if turns else 'one side resting throughout'}; {sold}")
         notional = sum(r["price"] * r["qty"] for r in ch.rows)
         severity = Severity.HIGH if trips >= 4 else Severity.MEDIUM if trips >= 3 or turns else Severity.LOW

@@ -9,7 +9,9 @@
   the same platform or on different ones.  ``owners`` is the front-runner; the large
   trade's owner and account are in ``params``; ``trade_ids`` has both owners' trades.
 - ``momentum_ignition``: 5-20 aggressive orders by one owner within 1-5 s move SHARED
-  20-80 bps; 1-60 s later the owner trades against the move, and the price fades back.
+  20-80 bps; 1-60 s later the owner trades against the move, and the price fades back.  When
+  a fixing falls while the move stands, the episode also marks that fixing (``related_types``
+  lists ``marking_the_close``).
 - ``marking_the_close``: one owner's 5-20 aggressive, normal-sized trades in the 1-5
   minutes before a fixing (``fixings_ns`` in labels.json) push SHARED 30-150 bps, the
   push accelerating into the fixing; the price returns 10-60 s after it.
@@ -195,13 +197,17 @@ def inject_momentum_ignition(m, rng, slot):
     # The burst moves SHARED; the move holds until the owner trades against it, then fades.
     m.prices.add_impact(inst, (SHARED,), [t0, t_peak, t_rev, t_rev + int(decay * NS)], [0.0, signed, signed, 0.0])
     m.used_owners.add(o)
+    # A burst whose move still stands at a reference-price fixing and fades after it also marks that
+    # fixing: marking_the_close naming the igniter there is right, not a false positive.
+    at_fixing = any(t0 < f < t_rev + int(decay * NS) for f in fixings_ns(m.cfg))
     ep = m.new_episode("momentum_ignition", inst, [SHARED], owner_ids(m, [o]), account_ids(m, [acct]),
                        int(burst_ts[0]), int(rev_ts[-1]), {
                            "side": SIDE_NAMES[side], "n_orders": n, "burst_s": round(burst, 3),
                            "move_bps": round(move, 3), "reverse_delay_s": round(delay, 3), "n_reverse": n_rev,
                            "decay_s": round(decay, 3), "peak_ns": int(t_peak), "reverse_ns": int(t_rev),
                        })
-    m.label_orders(ep, [acct], related=("price_dislocation", "abnormal_move"))
+    m.label_orders(ep, [acct], related=("price_dislocation", "abnormal_move")
+                   + (("marking_the_close",) if at_fixing else ()))
 
     def build():
         idx = m.index_of(ep)

@@ -1,5 +1,6 @@
 """Front running: thresholds either side, look-alikes (honest large order, busy two-way trader, linked
-owner, a large trade whose move does not last), and the contract market.
+owner, a large trade whose move does not last, a move the other venues made at once or never followed,
+a trend), and the contract market.
 
 ``tape`` lays down background trades of size about 1 (0.01 apart) at 100 between owners who take no part; ``episode``
 adds a front trade, the large trade, background trades at the level the large trade moved the price
@@ -88,10 +89,36 @@ def test_large_trade_threshold():
     assert alerts(tape() + episode(large=9.9)) == []
 
 
-def test_lasting_move_threshold():
-    # the level before is 100; the level after is the median of the hold trades
-    assert len(alerts(tape() + episode(hold_px=100.041))) == 1
-    assert alerts(tape() + episode(hold_px=100.039)) == []
+def test_move_threshold():
+    # the level before is 100; the level the large trade moved it to is that of the trades in the 3 s after it
+    assert len(alerts(tape() + episode(hold_px=100.051, unwind_px=100.2))) == 1  # 5.1 bps
+    assert alerts(tape() + episode(hold_px=100.049, unwind_px=100.2)) == []  # 4.9 bps
+
+
+def refx(price, t0: float = 0.0, t1: float = 120.0, inst=INST):
+    """The other venue's public trades (no owners), one a second at ``price(t)``."""
+    return [dict(ts=float(t) + 0.25, kind="trade", venue="REFX", instrument=inst, side="buy", price=price(float(t)),
+                 qty=1.0, trade_id=f"rx{t}") for t in np.arange(t0, t1, 1.0)]
+
+
+def test_other_venues_must_follow_the_move():
+    # SHARED steps 20 bps at the large trade (45 s); REFX catches up 10 s later, or never
+    assert len(alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.2))) == 1
+    assert alerts(tape() + episode() + refx(lambda t: 100.0)) == []
+    # the follow threshold: REFX up 30% / 25% of the move
+    assert len(alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.061), min_follow_share=0.3)) == 1
+    assert alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.05), min_follow_share=0.3) == []
+
+
+def test_move_every_venue_makes_at_once_is_not_the_large_trades():
+    assert alerts(tape() + episode() + refx(lambda t: 100.0 if t < 45 else 100.2)) == []
+
+
+def test_a_move_that_runs_on_is_a_trend_not_a_step():
+    # the price goes on rising after the 20 bps step: 30 s later it is 80 bps up, more than 1 / 0.3 of the step
+    trend = [trade(45.0 + k + 0.7, "buy", round(100.2 + 0.02 * k, 4), 1.0, "BG1", "BG2") for k in range(3, 40)]
+    assert alerts(tape() + episode(hold_px=100.2, unwind_px=100.5) + trend) == []
+    assert len(alerts(tape() + episode(hold_px=100.2, unwind_px=100.5) + trend, min_follow_share=0.2)) == 1
 
 
 def test_position_threshold():
@@ -173,21 +200,41 @@ def test_same_alerts_in_any_batching():
 def test_validation():
     import pytest
     for bad in ({"large_multiple": 1.0}, {"lead_ms": 0}, {"max_trades": 0}, {"unwind_tolerance": 1.0},
-                {"hold_ms": 200_000}):
+                {"hold_ms": 200_000}, {"jump_ms": 40_000}, {"min_follow_share": 1.5}):
         with pytest.raises(ValueError):
             FrontRunning(**bad)
 
 
 def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
-    """The generic market (thinned to one trade in two) with a front-running episode every 300 s on BTC/USDT."""
-    m = generic_market(seed=seed, seconds=seconds)
-    m = m.filter(pa.array(np.arange(m.num_rows) % 2 == 0))
+    """Two instruments of two-way trading on SHARED (owners T0-T7, sizes about 1) and public trades on
+    REFX, with a front-running episode every 300 s on BTC/USDT: FRk takes 5 ahead of Vk's 60, which
+    steps SHARED 20 bps for good (REFX follows 10 s later), and FRk unwinds 15 s after it."""
+    rng = np.random.default_rng(seed)
+    episodes = list(range(120, seconds - 150, 300))
+    sides = ["buy" if k % 2 else "sell" for k in range(len(episodes))]
+
+    def level(inst, t, lag=0.0):  # the price path: a step at each large trade (BTC only)
+        if inst != INST:
+            return 50.0
+        steps = sum((1 if sd == "buy" else -1) for t0, sd in zip(episodes, sides) if t >= t0 + 5 + lag)
+        return 100.0 * (1 + 20e-4 * steps)
+
     rows = []
-    for k, t0 in enumerate(range(120, seconds - 150, 300)):
-        side = "buy" if k % 2 else "sell"
-        px = 100.0
-        rows += [dict(r, trade_id=f"fr{k}-{i}") for i, r in enumerate(
-            episode(t0=float(t0), front=5.0, large=60.0, side=side, owner=f"FR{k % 3}", victim=f"V{k}",
-                    unwind_px=px * (1.01 if side == "buy" else 0.99)))]
-    extra = table(rows).select(m.column_names).cast(m.schema)
-    return pa.concat_tables([m, extra]).sort_by([("ts", "ascending")])
+    owners = [f"T{i}" for i in range(8)]
+    for inst, step in ((INST, 1.0), ("ETH/USDT", 2.5)):
+        for t in np.arange(0.3, seconds, step):
+            b, s_ = rng.choice(len(owners), 2, replace=False)
+            px = round(level(inst, t) * (1 + rng.normal(0, 2e-5)), 4)
+            rows.append(trade(float(t), str(rng.choice(["buy", "sell"])), px, round(float(rng.lognormal(0, 0.5)), 4),
+                              owners[b], owners[s_], inst=inst, tid=f"{inst[:3]}{t:.1f}"))
+        rows += [dict(ts=float(t), kind="trade", venue="REFX", instrument=inst, side="buy", qty=1.0,
+                      price=round(level(inst, t, lag=10.0), 4), trade_id=f"rx{inst[:3]}{t:.1f}")
+                 for t in np.arange(0.6, seconds, 1.0)]
+    for k, (t0, side) in enumerate(zip(episodes, sides)):
+        other = "sell" if side == "buy" else "buy"
+        mine = (lambda who: (who, "CP")) if side == "buy" else (lambda who: ("CP", who))
+        back = ("CP", f"FR{k % 3}") if side == "buy" else (f"FR{k % 3}", "CP")
+        rows += [trade(t0 + 0.1, side, level(INST, t0), 5.0, *mine(f"FR{k % 3}"), tid=f"fr{k}-0"),
+                 trade(t0 + 5.0, side, level(INST, t0), 60.0, *mine(f"V{k}"), tid=f"fr{k}-1"),
+                 trade(t0 + 20.1, other, level(INST, t0 + 20), 5.0, *back, tid=f"fr{k}-2")]
+    return table(rows)

@@ -1,8 +1,11 @@
-"""Marking the close: thresholds either side, look-alikes (news jump on every venue, two-way trader,
+"""Marking the close: thresholds either side, look-alikes (news jump on every venue, a price that
+holds after the fixing, a taker at its usual pace, a one-way taker, a chaser of a move under way,
 one large order), configured fixing times, and the contract market.
 
 Fixings every 30 minutes (``FIX`` = 00:30 UTC); ``tape`` lays down two-way background trades of size 1
-on SHARED and REFX; ``marking`` adds an owner's aggressive buys (or sells) stepping the SHARED price.
+on SHARED and REFX every 2 s from 10 minutes before the fixing to 70 s after it (BG1 and BG2 take
+liquidity in turn); ``marking`` adds an owner's aggressive buys (or sells) stepping the SHARED price
+in the minute before the fixing.  By default the price is given back at the fixing.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def trade(ts, venue, side, price, qty, buyer=None, seller=None, inst=INST):
                 sell_account=seller and f"OV-{seller}", trade_id=f"{venue[0]}{inst[:3]}{ts:.3f}")
 
 
-def tape(t0=FIX - 400, t1=FIX + 5, price=lambda t: 100.0, refx=lambda t: 100.0, inst=INST):
+def tape(t0=FIX - 600, t1=FIX + 70, price=lambda t: 100.0, refx=lambda t: 100.0, inst=INST):
     rows = []
     for k, t in enumerate(np.arange(t0, t1, 2.0)):
         t = float(t)
@@ -35,19 +38,24 @@ def tape(t0=FIX - 400, t1=FIX + 5, price=lambda t: 100.0, refx=lambda t: 100.0, 
     return rows
 
 
-def marking(n=6, step_bps=10.0, qty=1.0, side="buy", owner="M1", lead=60.0, opposite=0, inst=INST):
-    """``n`` aggressive trades in the ``lead`` s before the fixing, each ``step_bps`` past the last; plus
-    ``opposite`` trades the other way.  Returns (rows, the SHARED price path it sets)."""
+def marking(n=6, step_bps=10.0, qty=1.0, side="buy", owner="M1", lead=60.0, opposite=0, holds=False,
+            give_back=1.0, inst=INST):
+    """``n`` aggressive trades in the ``lead`` s before the fixing, each ``step_bps`` past the last, and
+    ``opposite`` trades the other way among them; after the fixing the price gives back ``give_back``
+    of the move (none if ``holds``).  Returns (rows, the SHARED price path it sets)."""
     sign = 1 if side == "buy" else -1
     times = [FIX - lead + lead * k / n for k in range(n)]
-    def price(t):  # noqa: E306
-        done = sum(1 for x in times if x <= t)
+    kept = 1.0 if holds else 1.0 - give_back
+
+    def price(t):
+        done = sum(1 for x in times if x <= t) * (1.0 if t < FIX else kept)
         return round(100.0 * (1 + sign * step_bps * 1e-4 * done), 4)
     pair = (lambda: (owner, "CP")) if side == "buy" else (lambda: ("CP", owner))
     rows = [trade(t + 0.1, "SHARED", side, price(t + 0.1), qty, *pair(), inst) for t in times]
     other = "sell" if side == "buy" else "buy"
     back = ("CP", owner) if side == "buy" else (owner, "CP")
-    rows += [trade(FIX - lead - 1 - k, "SHARED", other, 100.0, qty, *back, inst) for k in range(opposite)]
+    rows += [trade(FIX - lead / 2 + 0.3 + k, "SHARED", other, price(FIX - lead / 2), qty, *back, inst)
+             for k in range(opposite)]
     return rows, price
 
 
@@ -59,12 +67,13 @@ def table(rows):
 
 def alerts(rows, **kw):
     d = MarkingTheClose(**{"fixing_every_ms": EVERY, **kw})
-    return d.update(d.new_state(), d.select(table(rows)))
+    st = d.new_state()
+    return d.update(st, d.select(table(rows))) + d.flush(st)
 
 
-def scenario(refx_follows=False, **kw):
+def scenario(refx_follows=False, extra=(), **kw):
     ep, price = marking(**kw)
-    return tape(price=price, refx=price if refx_follows else (lambda t: 100.0)) + ep
+    return tape(price=price, refx=price if refx_follows else (lambda t: 100.0)) + ep + list(extra)
 
 
 def test_fires_with_evidence_summary_and_params():
@@ -72,7 +81,19 @@ def test_fires_with_evidence_summary_and_params():
     assert a.owners == ["M1"] and a.key == f"M1|{INST}" and a.window_end_ns == int(FIX * 1e9)
     assert a.evidence.num_rows == 6 and set(a.evidence.column("buy_owner").to_pylist()) == {"M1"}
     assert a.params["fixing_every_ms"] == EVERY and "00:30:00 UTC fixing" in a.summary
+    assert "100% of the move given back" in a.summary and a.metrics["revert_share"] == 1.0
     assert a.metrics["move_bps"] > 40 and a.metrics["other_venues_bps"] == {"REFX": 0.0}
+
+
+def test_verdict_waits_for_the_reversion_window():
+    d = MarkingTheClose(fixing_every_ms=EVERY)
+    st = d.new_state()
+    rows = table(scenario())
+    ts = rows.column("ts").cast(pa.int64()).to_numpy()
+    cut = int(np.searchsorted(ts, int((FIX + 60) * 1e9)))
+    assert d.update(st, d.select(rows.slice(0, cut))) == []  # 60 s after the fixing have not passed yet
+    (a,) = d.update(st, d.select(rows.slice(cut)))
+    assert a.owners == ["M1"] and d.flush(st) == []
 
 
 def test_sell_side_fires():
@@ -87,22 +108,66 @@ def test_move_threshold():
 
 
 def test_trades_threshold():
-    assert len(alerts(scenario(n=7, step_bps=10), min_trades=7, max_side_pvalue=0.01)) == 1
+    assert len(alerts(scenario(n=7, step_bps=10), min_trades=7)) == 1
     assert alerts(scenario(n=6, step_bps=10), min_trades=7) == []
 
 
 def test_one_sidedness():
-    assert len(alerts(scenario(n=8, opposite=1))) == 1  # 8 of 9: chance 1.95%, within max_side_pvalue 0.02
-    assert alerts(scenario(n=8, opposite=2), max_side_pvalue=0.05) == []  # 8 of 10: chance 5.5%
+    # 8 buys and 1 / 2 sells among them: chance 2.0% / 5.5% (binomial, even odds)
+    assert len(alerts(scenario(n=8, opposite=1), max_side_pvalue=0.05)) == 1
+    assert alerts(scenario(n=8, opposite=2), max_side_pvalue=0.05) == []
+
+
+def test_out_of_habit_threshold():
+    (a,) = alerts(scenario())
+    p = a.metrics["share_pvalue"]
+    assert len(alerts(scenario(), max_share_pvalue=p * 1.01)) == 1
+    assert alerts(scenario(), max_share_pvalue=p * 0.99) == []
+
+
+def test_reversion_threshold():
+    # a move of 60 bps, half of it given back by 60 s after the fixing: just at min_revert_share
+    assert len(alerts(scenario(give_back=0.5), min_revert_share=0.5)) == 1
+    assert alerts(scenario(give_back=0.4), min_revert_share=0.5) == []
 
 
 def test_news_jump_on_every_venue_does_not_alert():
     assert alerts(scenario(refx_follows=True)) == []
 
 
+def test_price_that_stays_after_the_fixing_does_not_alert():
+    # a move on information carries on past the fixing: nothing was held up for it
+    assert alerts(scenario(holds=True)) == []
+
+
+def test_taker_at_its_usual_pace_is_not_out_of_habit():
+    # M1 took liquidity every 10 s (both ways) all along; its six buys in the last minute are its routine
+    usual = [trade(t + 0.2, "SHARED", "buy" if k % 2 else "sell", 100.0, 1.0,
+                   *(("M1", "CP") if k % 2 else ("CP", "M1"))) for k, t in enumerate(np.arange(FIX - 600, FIX - 60, 10.0))]
+    assert alerts(scenario(extra=usual)) == []
+
+
+def test_one_way_taker_is_named_only_out_of_habit():
+    # OW buys every 8 s all along (an accumulator): it takes its usual share of the buying, M1 is named
+    ep, price = marking()
+    ow = [trade(t + 0.3, "SHARED", "buy", price(t + 0.3), 1.0, "OW", "CP") for t in np.arange(FIX - 600, FIX, 8.0)]
+    (a,) = alerts(tape(price=price) + ep + ow)
+    assert a.owners == ["M1"]
+
+
+def test_chaser_of_a_move_under_way_does_not_alert():
+    # the venue rises 60 bps a minute from 2 minutes before the fixing: M1 buys in its last 30 s, joining it
+    def price(t):
+        return round(100.0 * (1 + 60e-4 * max(t - (FIX - 120), 0.0) / 60), 4) if t < FIX else 100.0
+    ep = [trade(FIX - 30 + 5 * k + 0.1, "SHARED", "buy", price(FIX - 30 + 5 * k + 0.1), 1.0, "M1", "CP")
+          for k in range(6)]
+    assert alerts(tape(price=price) + ep) == []
+    assert len(alerts(tape(price=price) + ep, max_prior_move_share=10.0)) == 1
+
+
 def test_large_volume_is_in_proportion():
-    # 6 trades of 12x typical moving 60 bps: 0.83 bps per typical trade, under 1
-    assert alerts(scenario(qty=12.0)) == []
+    # 6 trades of 12x typical moving 60 bps: 0.83 bps per typical trade
+    assert alerts(scenario(qty=12.0), min_bps_per_typical=1.0) == []
     assert len(alerts(scenario(qty=12.0), min_bps_per_typical=0.8)) == 1
 
 
@@ -117,7 +182,8 @@ def test_daily_fixing_times():
 
 def test_validation():
     for bad in ({"fixing_every_ms": 0}, {"fixing_times_utc": "25:00"}, {"window_ms": 0}, {"min_side_share": 0.2},
-                {"max_side_pvalue": 0.0}):
+                {"max_side_pvalue": 0.0}, {"max_share_pvalue": 0.0}, {"revert_ms": 0}, {"habit_ms": 0},
+                {"min_revert_share": 1.5}, {"max_prior_move_share": 0.0}):
         with pytest.raises(ValueError):
             MarkingTheClose(**bad)
 
@@ -129,12 +195,13 @@ def test_same_alerts_in_any_batching():
     st, got = d.new_state(), []
     for i in range(t.num_rows):
         got += d.update(st, d.select(t.slice(i, 1)))
-    assert [a.alert_id for a in got] == [a.alert_id for a in alerts(rows)]
+    got += d.flush(st)
+    assert len(got) == 1 and [a.alert_id for a in got] == [a.alert_id for a in alerts(rows)]
 
 
 def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
     """The generic market (one trade in two) with an owner marking BTC/USDT's SHARED price 60 bps up into
-    the fixings (every 300 s) at 600 s and 1500 s (and every 900 s after)."""
+    the fixings (every 300 s) at 600 s and 1500 s (and every 900 s after); the price is back 30 s later."""
     m = generic_market(seed=seed, seconds=seconds)
     m = m.filter(pa.array(np.arange(m.num_rows) % 2 == 0))
     ts = m.column("ts").cast(pa.int64()).to_numpy() / 1e9
@@ -146,6 +213,8 @@ def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
         base = float(np.median(price[shared_btc & (ts < f - 120) & (ts > f - 180)]))
         ramp = (ts >= f - 100) & (ts < f)
         price[shared_btc & ramp] *= 1 + 0.006 * (ts[shared_btc & ramp] - (f - 100)) / 100
+        fade = (ts >= f) & (ts < f + 30)
+        price[shared_btc & fade] *= 1 + 0.006 * (1 - (ts[shared_btc & fade] - f) / 30)
         for j in range(8):
             t = f - 100 + 12.0 * j + 1
             rows.append(dict(trade(t, "SHARED", "buy", round(base * (1 + 0.006 * (j + 1) / 8), 2), 1.0,

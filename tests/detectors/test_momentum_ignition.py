@@ -1,7 +1,8 @@
 """Momentum ignition: thresholds either side, look-alikes, and the contract market.
 
 A calm tape at 100 (trades one a second between two owners, no aggressor side), then owner IG's
-burst of aggressive buys stepping the price up, then IG's sales against the move.
+burst of aggressive buys stepping the price up, then IG's sales against the move.  ``refx`` adds
+the reference venue's public trades (no owners) the burst's venue is measured against.
 """
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def ignition(t0=40.0, n=6, move_bps=30.0, qty=1.0, reverse=0.6, delay=10.0, owne
         rows.append(trade(end + delay + k, f"{tag}r{k}", buyer, seller, top, round(reverse * n * qty / 2, 9),
                           aggressor="buy" if side == "buy" else "sell"))
     return rows
+
+
+def refx(price, t0: float = 0.0, t1: float = 60.0) -> list[dict]:
+    """The reference venue's public trades, one a second at ``price(t)`` (a number or a function of t)."""
+    at = price if callable(price) else (lambda t: price)
+    return [dict(ts=t + 0.25, kind="trade", venue="REFX", instrument=INST, trade_id=f"rx{t}", price=at(t), qty=1.0,
+                 side="buy") for t in np.arange(t0, t1, 1.0)]
 
 
 def test_burst_then_reversal_alerts_with_evidence_and_summary():
@@ -83,15 +91,52 @@ def test_reversal_window(delay, fires):
     assert bool(alerts(MomentumIgnition(reverse_ms=90_000), tape(150) + ignition(delay=delay))) is fires
 
 
-# -- look-alikes ------------------------------------------------------------------------------
 def test_arbitrageur_keeping_its_position_does_not_alert():
     rows = [r for r in ignition() if not r["trade_id"].startswith("r")]  # bought, never sold back
     assert alerts(MomentumIgnition(), tape(60) + rows) == []
 
 
 def test_sustained_campaign_is_not_a_burst():
-    rows = ignition(n=6) + [trade(43.0 + k, f"x{k}", "IG", "MM", 100.3, 1.0, aggressor="buy") for k in range(4)]
+    # buying on, a trade a second, until 12 s after the burst began: more than twice burst_ms
+    rows = ignition(n=6) + [trade(43.0 + k, f"x{k}", "IG", "MM", 100.3, 1.0, aggressor="buy") for k in range(10)]
     assert alerts(MomentumIgnition(burst_ms=5_000), tape(60) + rows) == []
+
+
+def test_a_stray_trade_next_to_the_burst_is_no_campaign():
+    rows = ignition(n=6) + [trade(46.0, "x", "IG", "MM", 100.3, 1.0, aggressor="buy")]  # 6 s after it began
+    assert len(alerts(MomentumIgnition(burst_ms=5_000), tape(60) + rows)) == 1
+
+
+@pytest.mark.parametrize("other_qty, fires", [(10.0, True), (12.0, False)])  # 6 of 56 (10.7%) / of 66 (9.1%)
+def test_volume_share_threshold(other_qty, fires):
+    # another owner also buys aggressively, five times, while the burst runs: whose move was it?
+    crowd = [trade(40.1 + 0.5 * k, f"c{k}", "CH", "MM", 100.0, other_qty, aggressor="buy") for k in range(5)]
+    det = MomentumIgnition(min_volume_share=0.1)
+    assert bool(alerts(det, tape(60) + ignition() + crowd)) is fires
+
+
+@pytest.mark.parametrize("ref, fires", [(100.0, True), (100.095, True), (100.105, False)])
+def test_venue_must_end_out_of_line_with_the_other_venues(ref, fires):
+    # the burst takes SHARED to 100.3: 20.5 / 19.5 bps beyond a reference at 100.095 / 100.105
+    assert bool(alerts(MomentumIgnition(min_move_bps=20.0), tape(60) + refx(ref) + ignition())) is fires
+
+
+@pytest.mark.parametrize("ref, fires", [(99.86, True), (99.84, False)])
+def test_venue_already_out_of_line_joined_a_move(ref, fires):
+    # SHARED stood 14 / 16 bps above the other venues, the burst's way, before it began
+    assert bool(alerts(MomentumIgnition(max_prior_move_bps=15.0), tape(60) + refx(ref) + ignition())) is fires
+
+
+# -- look-alikes ------------------------------------------------------------------------------
+def test_move_every_venue_makes_does_not_alert():
+    news = refx(lambda t: 100.0 if t < 40 else 100.3)  # the reference venue moves with SHARED
+    assert alerts(MomentumIgnition(), tape(60) + news + ignition()) == []
+
+
+def test_arbitrageur_bringing_the_venue_back_in_line_does_not_alert():
+    # the other venue jumped 30 bps first; the burst (and its unwind) only catch SHARED up with it
+    jump = refx(lambda t: 100.0 if t < 35 else 100.3)
+    assert alerts(MomentumIgnition(), tape(60) + jump + ignition()) == []
 
 
 def test_busy_trader_routine_does_not_alert():
@@ -120,7 +165,8 @@ def test_state_is_idle_only_after_the_verdict():
 
 
 @pytest.mark.parametrize("bad", [dict(min_trades=1), dict(burst_ms=0), dict(min_move_bps=0),
-                                 dict(min_reverse_share=0.5, max_reverse_share=0.4), dict(max_usual_trades=0)])
+                                 dict(min_reverse_share=0.5, max_reverse_share=0.4), dict(max_usual_trades=0),
+                                 dict(min_volume_share=1.5)])
 def test_bad_parameters_are_value_errors(bad):
     with pytest.raises(ValueError):
         MomentumIgnition(**bad)

@@ -47,10 +47,23 @@ def test_one_owner_resting_throughout_needs_more_round_trips(n, fires):
     assert bool(alerts_of(RoundTrip(min_round_trips_one_maker=3), legs(n, turns=False))) is fires
 
 
-@pytest.mark.parametrize("last_qty, fires", [(0.8, True), (0.79, False)])  # 20% below the largest
-def test_size_threshold_holds_for_the_whole_chain(last_qty, fires):
-    det = RoundTrip(max_size_diff_ratio=0.2)
-    assert bool(alerts_of(det, legs(4, qty=[1.0, 0.9, 0.85, last_qty]))) is fires
+@pytest.mark.parametrize("back_qty, fires", [(1.8, True), (1.79, False)])  # 10% / 10.5% below the way out
+def test_size_threshold_per_round_trip(back_qty, fires):
+    det = RoundTrip(max_size_diff_ratio=0.1)
+    assert bool(alerts_of(det, legs(4, qty=[1.0, 0.95, 2.0, back_qty]))) is fires
+
+
+def test_each_round_trip_may_have_a_size_of_its_own():
+    # colluders vary their sizes from one round trip to the next; each comes back at its own size
+    [a] = alerts_of(RoundTrip(), legs(6, qty=[1.0, 1.02, 2.5, 2.45, 0.4, 0.41]))
+    assert a.metrics["round_trips"] == 3 and "0.4-2.5" in a.summary
+
+
+def test_a_closing_leg_at_another_size_ends_the_run():
+    # the second round trip comes back at half its size: no round trip, and a new run starts from there
+    assert alerts_of(RoundTrip(), legs(6, qty=[1.0, 1.0, 2.0, 1.0, 1.0, 1.0])) == []  # one round trip either side
+    [a] = alerts_of(RoundTrip(), legs(7, qty=[1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]))
+    assert a.metrics["round_trips"] == 2 and a.evidence.column("trade_id").to_pylist() == ["r3", "r4", "r5", "r6"]
 
 
 @pytest.mark.parametrize("last_price, fires", [(100.1, True), (100.1001, False)])  # 10 bps above the previous
