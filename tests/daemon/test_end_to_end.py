@@ -100,7 +100,9 @@ def test_four_transports_one_market_alerts_while_running(tmp_path, venue_server)
         sent = 0
         for platform in ("HKVATP", "OVSAFF"):
             ini = FixInitiator("127.0.0.1", fix_port, sender=platform, heartbeat_s=5)
-            ini.connect(timeout=20)
+            # /health answers before the dataflow has built the FIX acceptor: on a loaded machine
+            # the port may not listen yet, so a refused connection is retried
+            wait_until(lambda ini=ini: _logged_on(ini), 60, "the FIX acceptor to take a session", d)
             ini.send_raw(b"8=FIX.4.4\x019=5\x0135=8\x0110=000\x01")  # bad checksum, bad body
             sent += len(ini.send_bodies(bodies_from_drop_copy(m / "fix" / f"{platform}.fix")))
             assert ini.wait_for(lambda: True, 1)
@@ -130,3 +132,11 @@ def test_four_transports_one_market_alerts_while_running(tmp_path, venue_server)
     dead = dict(query(db, "SELECT source, count(*) FROM dead_letters GROUP BY ALL"))
     for where in ("dropcopy:HKVATP", "dropcopy:OVSAFF", "kafka:refx-trades", "refx-quotes.jsonl", ws_url):
         assert any(k.endswith(where) for k in dead), (where, dead)
+
+
+def _logged_on(ini: FixInitiator) -> bool:
+    try:
+        ini.connect(timeout=20)
+    except ConnectionRefusedError:
+        return False
+    return True
