@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, evidence_id
 from surveil.schemas import Action, Kind, Side
 
@@ -35,7 +35,8 @@ SIDE_SPAN_NS = 10_000 * MS  # one-sidedness is judged over at least this much pl
 MAX_EXEC_EVIDENCE = 20  # executions kept per episode (the summary still counts them all)
 # The evidence columns (instrument is the key) and what the loop needs: few, as reading them
 # is the loop's main cost.
-ROW_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ("leaves_qty", "buy_order_id", "sell_order_id")
+ROW_EXTRA = ("leaves_qty", "buy_order_id", "sell_order_id")
+ROW_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ROW_EXTRA
 BUY, SELL = Side.BUY.value, Side.SELL.value
 OPPOSITE = {BUY: SELL, SELL: BUY}
 _ORDER = Kind.ORDER.value
@@ -178,7 +179,7 @@ class OrderPatternDetector(Detector):
         keep = pc.and_(pc.is_in(events.column("kind"), _KINDS), has_owner)
         transient = pc.or_(pc.is_in(events.column("time_in_force"), _TRANSIENT_TIF),
                            pc.is_in(events.column("order_type"), _MARKET))
-        return events.select(list(ROW_COLUMNS) + ["instrument"]).filter(pc.and_not(keep, transient))
+        return keep_rows(events, pc.and_not(keep, transient), ROW_EXTRA)
 
     def new_state(self) -> BookState:
         return BookState()
@@ -236,6 +237,11 @@ class OrderPatternDetector(Detector):
             rest -= ex.open
         return max(rest, 0.0)  # running sums may round a hair below zero
 
+    @staticmethod
+    def _since(orders: list[Order], now: int) -> int:
+        """Where one_sided and one_way start looking: the first of ``orders``, or ``SIDE_SPAN_NS`` back."""
+        return min(min(o.new_ns for o in orders), now - SIDE_SPAN_NS)
+
     def one_sided(self, book: OwnerBook, side: str, orders: list[Order], executing: str | None, now: int) -> bool:
         """Since the first of ``orders`` went in (looking back ``SIDE_SPAN_NS`` at least), the owner
         placed ``min_side_ratio`` × more orders on ``side`` than on the other.  A market maker
@@ -244,7 +250,7 @@ class OrderPatternDetector(Detector):
         they are the spoofer's executions (it may rest them before the spoof, to be filled when
         the spoof draws the market), where a market maker's quotes there are mostly cancelled.
         """
-        since = min(min(o.new_ns for o in orders), now - SIDE_SPAN_NS)
+        since = self._since(orders, now)
         on, off, filled = book.placed[side], book.placed[OPPOSITE[side]], book.filled_new[OPPOSITE[side]]
         n_off = len(off) - bisect.bisect_left(off, since) - (len(filled) - bisect.bisect_left(filled, since))
         ex = book.orders.get(executing) if executing is not None else None
@@ -257,7 +263,7 @@ class OrderPatternDetector(Detector):
         spoofer's orders on ``side`` are there to help it trade the other way; a market maker in a
         trending market also leans its quotes one way and cancels the stale ones, but it keeps
         being filled on both sides."""
-        since = min(min(o.new_ns for o in orders), now - SIDE_SPAN_NS)
+        since = self._since(orders, now)
         traded = {BUY: 0.0, SELL: 0.0}
         for ts, s, qty in reversed(book.fills):
             if ts < since:

@@ -71,11 +71,11 @@ from river.base import AnomalyDetector
 
 from detectors._features import (MARKET_FEATURES, MESSAGE_ACTIONS, OWNER_FEATURES, market_features, owner_features,
                                  recent_news, split_window)
-from detectors.base import Detector
-from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
+from detectors.base import Detector, keep_rows
+from surveil.alerts import Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
-KEEP_COLUMNS = list(EVIDENCE_COLUMNS) + ["buy_group", "sell_group"]
+KEEP_EXTRA = ("buy_group", "sell_group")  # besides the evidence columns (keep_rows)
 ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "ts", "src", "src_seq"]
 # Floors on each feature's spread (its unit): below them a difference is not a surprise.
 SPREAD_FLOOR = {
@@ -272,7 +272,7 @@ class BehaviourAnomaly(Detector):
         # few compute calls: this runs on every batch (positive price and quantity are checked per window)
         keep = pc.or_kleene(pc.equal(events.column("kind"), Kind.TRADE.value),
                             pc.is_in(events.column("action"), pa.array(MESSAGE_ACTIONS)))
-        return events.select(KEEP_COLUMNS).filter(keep)
+        return keep_rows(events, keep, KEEP_EXTRA)
 
     def new_state(self) -> BehaviourState:
         return BehaviourState()  # the models are made when the first window closes (states are made often)

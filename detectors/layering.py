@@ -63,7 +63,8 @@ class Layering(OrderPatternDetector):
 
     def __init__(self, min_levels: int = 3, min_cancel_share: float = 0.6, max_distance_bps: float = 15.0,
                  max_cancel_ms: int = 60_000, max_fill_share: float = 0.2, min_total_multiple: float = 2.0,
-                 min_owner_multiple: float = 2.0, min_side_ratio: float = 3.0, max_two_way_share: float = 0.2, typical_window_ms: int = 300_000):
+                 min_owner_multiple: float = 2.0, min_side_ratio: float = 3.0, max_two_way_share: float = 0.2,
+                 typical_window_ms: int = 300_000):
         if min_levels < 2 or not 0 < min_cancel_share <= 1 or not 0 <= max_fill_share < 1:
             raise ValueError("min_levels must be >= 2, min_cancel_share in (0, 1], max_fill_share in [0, 1)")
         if max_distance_bps < 0 or max_cancel_ms <= 0 or typical_window_ms <= 0 or min_total_multiple < 0 \
@@ -100,11 +101,11 @@ class Layering(OrderPatternDetector):
                   and d <= 2 * self.max_distance_bps]
         # One-sided: since the ladder's first order the owner placed mostly on its side.
         if len(ladder) < self.min_levels or len({o.price for o in ladder}) < self.min_levels \
-                or not self.one_sided(book, side, ladder, executing, state.last_ns):
+                or not self.one_sided(book, side, ladder, executing, now):
             return []
         # sorted: a set's order varies between processes, and float sums must not
         ladder.sort(key=lambda o: (o.new_ns, o.row["order_id"]))
-        typical = self.typical_size(state, ladder[0].row["venue"], state.last_ns)
+        typical = self.typical_size(state, ladder[0].row["venue"], now)
         total = sum(o.open for o in ladder)
         # ... and the ladder outweighs what the owner rests on the other side (its deeper levels
         # on the ladder's side add to the pressure: a ladder may run past max_distance_bps)
@@ -112,11 +113,11 @@ class Layering(OrderPatternDetector):
                 or total < self.other_qty(book, ladder, executing, OPPOSITE[side]):
             return []
         # ... and its orders are large for this owner: a market maker's ladder is its usual quotes
-        own = book.sizes.quantile(state.last_ns, 0.5, MIN_OWNER_SAMPLES)
+        own = book.sizes.quantile(now, 0.5, MIN_OWNER_SAMPLES)
         if own is not None and total < self.min_owner_multiple * own * len(ladder):
             return []
         # ... and it trades one way (last: it reads every fill of the owner's in the window)
-        if not self.one_way(book, side, ladder, state.last_ns):
+        if not self.one_way(book, side, ladder, now):
             return []
         for o in ladder:
             o.multiple = o.qty / typical

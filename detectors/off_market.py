@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import EVENT_SCHEMA, Kind, to_rows
 
@@ -57,7 +57,8 @@ OWN_SHARE = 0.5  # x the limit that applies: how far a print must stand out from
 ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "venue_symbol", "ts", "src", "src_seq"]
 # what update reads: evidence rows (and the ids alerts name them by), bid and ask; rows kept past a batch are narrowed
 # to these, so that every kept row has one schema
-KEEP_COLUMNS = list(EVIDENCE_COLUMNS) + ["venue_symbol", "bid", "ask"]
+KEEP_EXTRA = ("venue_symbol", "bid", "ask")  # besides the evidence columns (keep_rows)
+KEEP_COLUMNS = list(EVIDENCE_COLUMNS + KEEP_EXTRA)
 
 
 @dataclass
@@ -287,8 +288,7 @@ class OffMarket(Detector):
         trade = pc.and_kleene(pc.equal(kind, Kind.TRADE.value), pc.greater(events.column("price"), 0))
         quote = pc.and_kleene(pc.and_kleene(pc.equal(kind, Kind.QUOTE.value), pc.greater(events.column("bid"), 0)),
                               pc.greater(events.column("ask"), 0))
-        # only the columns update and the evidence read: filtering, splitting by key and taking rows cost per column
-        return events.select(KEEP_COLUMNS).filter(pc.or_kleene(trade, quote))
+        return keep_rows(events, pc.or_kleene(trade, quote), KEEP_EXTRA)
 
     def new_state(self) -> OffMarketState:
         return OffMarketState()

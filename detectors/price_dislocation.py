@@ -31,12 +31,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
-from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
+from detectors.base import Detector, keep_rows
+from surveil.alerts import Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
 
 # what update reads: evidence rows (and the ids alerts name them by), bid and ask
-SELECT_COLUMNS = list(EVIDENCE_COLUMNS) + ["venue_symbol", "bid", "ask"]
 
 
 @dataclass
@@ -88,8 +87,7 @@ class PriceDislocation(Detector):
         has_quote = pc.and_(pc.equal(kind, Kind.QUOTE.value),
                             pc.and_(pc.is_valid(events.column("bid")), pc.is_valid(events.column("ask"))))
         keep = pc.fill_null(pc.or_(pc.equal(kind, Kind.TRADE.value), has_quote), False)
-        # only the columns update and the evidence read: filtering, splitting by key and taking rows cost per column
-        return events.select(SELECT_COLUMNS).filter(keep)
+        return keep_rows(events, keep, ("venue_symbol", "bid", "ask"))
 
     def new_state(self) -> DislocationState:
         return DislocationState()

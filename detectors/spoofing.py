@@ -107,7 +107,8 @@ class Spoofing(OrderPatternDetector):
         # of more is layering, which detectors/layering.py reports (one alert per episode).
         if len({o.price for o in book.orders.values() if o.side == side and o.near}) > self.max_levels:
             return []
-        if not self.one_sided(book, side, large, executing, state.last_ns) or not self.one_way(book, side, large, state.last_ns):
+        if not self.one_sided(book, side, large, executing, state.last_ns) \
+                or not self.one_way(book, side, large, state.last_ns):
             return []
         # Each large order outweighs the rest of the owner's resting orders on its own: one
         # huge order must not carry merely large-ish ones into an episode.

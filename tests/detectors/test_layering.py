@@ -7,7 +7,7 @@ import pytest
 
 from detectors.layering import Layering
 from detectors.spoofing import Spoofing
-from tests.detectors.test_spoofing import INST, alerts_of, background, book, order, quotes, tape, trade
+from tests.detectors.test_spoofing import INST, alerts_of, background, bid_hit, book, order, quotes, tape, trade
 
 
 def ladder_rows(t0: float = 40.0, levels: int = 4, qty: float = 1.0, side: str = "buy", tick: float = 0.01,
@@ -98,10 +98,8 @@ def test_owner_multiple_threshold(usual, fires):
 
 @pytest.mark.parametrize("bought, fires", [(0.1, True), (0.11, False)])  # vs 0.5 sold: 20% at most
 def test_two_way_share_threshold(bought, fires):
-    two_way = [order(38.0, "b", "LY", "buy", "new", 99.9, bought),
-               trade(39.0, "tw", "LY", "CP", 99.9, bought, aggressor="sell", buy_order="b"),
-               order(39.0, "b", "LY", "buy", "fill", 99.9, bought, leaves=0.0)]
-    assert bool(alerts_of(Layering(max_two_way_share=0.2), tape() + two_way + ladder_rows())) is fires
+    rows = tape() + bid_hit("LY", 99.9, bought) + ladder_rows()
+    assert bool(alerts_of(Layering(max_two_way_share=0.2), rows)) is fires
 
 
 def test_deeper_levels_past_the_band_do_not_hide_the_ladder():

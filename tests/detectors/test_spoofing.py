@@ -42,6 +42,13 @@ def trade(ts: float, tid: str, buyer: str, seller: str, price: float = 100.0, qt
                 sell_order_id=sell_order)
 
 
+def bid_hit(owner: str, price: float, qty: float, t: float = 38.0) -> list[dict]:
+    """The owner's small bid, rested at ``t`` and hit in full a second later: it bought ``qty``."""
+    return [order(t, "b", owner, "buy", "new", price, qty),
+            trade(t + 1, "tw", owner, "CP", price, qty, aggressor="sell", buy_order="b"),
+            order(t + 1, "b", owner, "buy", "fill", price, qty, leaves=0.0)]
+
+
 def book(rows: list[dict]) -> pa.Table:
     """One event table from row dicts, in time order (stable: equal times keep list order)."""
     rows = sorted(rows, key=lambda r: r["ts"])
@@ -197,10 +204,8 @@ def test_same_pair_from_a_market_maker_quoting_both_sides_does_not_alert():
 @pytest.mark.parametrize("bought, fires", [(0.2, True), (0.21, False)])  # vs 1.0 sold: 20% at most
 def test_two_way_share_threshold(bought, fires):
     # the spoofer's small bid was also hit (the spoof's side) while it sold: a market maker's two-way trading
-    two_way = [order(38.0, "b", "SP", "buy", "new", 99.99, bought),
-               trade(39.0, "tw", "SP", "CP", 99.99, bought, aggressor="sell", buy_order="b"),
-               order(39.0, "b", "SP", "buy", "fill", 99.99, bought, leaves=0.0)]
-    assert bool(alerts_of(Spoofing(max_two_way_share=0.2), tape() + two_way + spoof_rows())) is fires
+    rows = tape() + bid_hit("SP", 99.99, bought) + spoof_rows()
+    assert bool(alerts_of(Spoofing(max_two_way_share=0.2), rows)) is fires
 
 
 def test_honest_large_order_that_trades_does_not_alert():
