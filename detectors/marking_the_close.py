@@ -60,7 +60,6 @@ columns) back to ``habit_ms`` before it.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -108,15 +107,6 @@ class _Candidate:
     per_unit: float = 0.0
     revert: float = 0.0
     prior: float = 0.0  # the venue's move its way in the minute before the campaign
-
-
-def _binomial_tail(k: int, n: int) -> float:
-    """P(at least k of n fair coin flips land one given way).
-
-    >>> _binomial_tail(5, 5), _binomial_tail(1, 1)
-    (0.03125, 0.5)
-    """
-    return sum(math.comb(n, j) for j in range(k, n + 1)) / 2 ** n
 
 
 def _parse_times(text: str) -> list[int]:
@@ -321,7 +311,7 @@ class MarkingTheClose(Detector):
 
     def _campaigns(self, state: MarkState, f: int) -> list[list[_Candidate]]:
         """Per owner, venue and side: the stretches [S, f) of its aggressive trades that are one-sided and
-        out of its habit, the longest first.
+        out of its habit, the longest first (vectorised over every owner at once).
 
         The habit is the owner's share of the venue's aggressive trades over the ``habit_ms`` before
         ``f`` (the stretch included, which only makes the test harder to pass), or its share of those
@@ -337,63 +327,62 @@ class MarkingTheClose(Detector):
         lo = int(np.searchsorted(ts_all, f - max(self.habit_ms * MS, window), side="left"))
         hi = int(np.searchsorted(ts_all, f, side="left"))
         part = agg.slice(lo, hi - lo)
-        ts, side, qty = (_np(part.column(c)) for c in ("ts", "side", "qty"))
+        ts, side, qty = ts_all[lo:hi], _np(part.column("side")), _np(part.column("qty"))
         owner_enc = pc.dictionary_encode(part.column("_owner")).combine_chunks()
         venue_enc = pc.dictionary_encode(part.column("venue")).combine_chunks()
         owners, venues = owner_enc.dictionary.to_pylist(), venue_enc.dictionary.to_pylist()
         venue = venue_enc.indices.to_numpy().astype(np.int64)
         key = owner_enc.indices.to_numpy().astype(np.int64) * len(venues) + venue
-        recent = ts >= f - window
-        buy = side == BUY
-        # only owners with min_trades aggressive trades on a side in the window can have a campaign
         n_keys = len(owners) * len(venues)
-        busy = set(np.flatnonzero((np.bincount(key[recent & buy], minlength=n_keys) >= self.min_trades)
-                                  | (np.bincount(key[recent & ~buy], minlength=n_keys) >= self.min_trades)).tolist())
-        if not busy:
+        venue_total = np.bincount(venue, minlength=len(venues))  # the venue's aggressive trades in the look-back
+        habit_all = np.bincount(key, minlength=n_keys) / np.maximum(venue_total[np.arange(n_keys) % len(venues)], 1)
+        # the trades of the window, grouped by owner and venue, in time order within each group
+        recent = np.flatnonzero(ts >= f - window)
+        order = recent[np.argsort(key[recent], kind="stable")]
+        if not len(order):
             return []
-        order = np.argsort(key, kind="stable")  # by owner and venue, in time order within each
-        bounds = np.flatnonzero(np.diff(key[order])) + 1
-        flow = {}  # (venue, side) -> times of the venue's aggressive trades that way in the look-back
-        total = {}  # venue -> its aggressive trades in the look-back
-        out = []
-        for g in np.split(order, bounds):
-            if int(key[g[0]]) not in busy:
+        k_sorted = key[order]
+        last = np.r_[np.flatnonzero(np.diff(k_sorted)), len(order) - 1]  # each group's last position
+        end = np.repeat(last, np.diff(np.r_[-1, last]))  # ... for every position
+        out: dict = {}
+        for s in (BUY, SELL):
+            on_all = side == s
+            on = on_all[order]
+            c = np.cumsum(on)
+            k_from = c[end] - c + on  # its trades on the side from here to the fixing ...
+            n_from = end - np.arange(len(order)) + 1  # ... of its aggressive trades from here
+            ok = on & (k_from >= self.min_trades) & (k_from >= self.min_side_share * n_from)
+            j = np.flatnonzero(ok)
+            if not len(j):
                 continue
-            g_recent = g[recent[g]]
-            vc = int(venue[g[0]])
-            v, who = venues[vc], owners[int(key[g[0]]) // len(venues)]
-            if v not in total:
-                total[v] = int((venue == vc).sum())
-            for s in (BUY, SELL):
-                on = side[g_recent] == s
-                if int(on.sum()) < self.min_trades:
-                    continue
-                if (v, s) not in flow:
-                    flow[(v, s)] = np.sort(ts[(venue == vc) & (side == s)])
-                own_side = np.sort(ts[g][side[g] == s])  # its trades that way in the look-back
-                # stretches start at each of its trades on that side: k of its n trades from there on
-                k_from = np.cumsum(on[::-1])[::-1]
-                n_from = np.arange(len(g_recent), 0, -1)
-                ok = on & (k_from >= self.min_trades) & (k_from >= self.min_side_share * n_from)
-                # Its habit: its share of the venue's aggressive trades over the look-back, the stretch
-                # included — or, if larger, its share of those that way before the stretch (a taker
-                # who only ever buys takes a large share of the buying every time).
-                j = np.flatnonzero(ok)
-                k, n, start = k_from[j], n_from[j], ts[g_recent[j]]
-                p_side = bdtrc(k - 1, n, 0.5)
-                before = np.searchsorted(flow[(v, s)], start, side="left")
-                own_before = np.searchsorted(own_side, start, side="left")
-                habit = np.maximum(len(g) / total[v], own_before / np.maximum(before, 1))
-                p_share = pdtrc(k - 1, habit * (len(flow[(v, s)]) - before))
-                keep = (p_side <= self.max_side_pvalue) & (p_share <= self.max_share_pvalue)
-                stretches = [  # one-sided and out of habit, the longest first
-                    _Candidate(who, v, s, int(start[i]), int(k[i]), int(n[i]),
-                               float(qty[g_recent[j[i]:][on[j[i]:]]].sum()), float(p_side[i]), float(p_share[i]),
-                               float(habit[i]))
-                    for i in np.flatnonzero(keep)]
-                if stretches:
-                    out.append(stretches)
-        return out
+            k, n, rows = k_from[j], n_from[j], order[j]
+            start, vc, kj = ts[rows], venue[rows], key[rows]
+            p_side = bdtrc(k - 1, n, 0.5)
+            # the venue's aggressive trades that way in the look-back, before the stretch and in all
+            flow_t = ts[on_all]
+            flow_v = venue[on_all]
+            before, flow_n = np.zeros(len(j), np.int64), np.zeros(len(j), np.int64)
+            for w in np.unique(vc).tolist():
+                times = flow_t[flow_v == w]
+                m = vc == w
+                before[m], flow_n[m] = np.searchsorted(times, start[m], side="left"), len(times)
+            # the owner's own trades that way before the stretch (composite key: owner and venue, then time)
+            span = int(ts[-1] - ts[0]) + 1
+            own = np.sort(key[on_all] * span + (ts[on_all] - ts[0]))
+            own_before = np.searchsorted(own, kj * span + (start - ts[0])) - np.searchsorted(own, kj * span)
+            habit = np.maximum(habit_all[kj], own_before / np.maximum(before, 1))
+            p_share = pdtrc(k - 1, habit * (flow_n - before))
+            keep = np.flatnonzero((p_side <= self.max_side_pvalue) & (p_share <= self.max_share_pvalue))
+            if not len(keep):
+                continue
+            qty_on = np.cumsum(np.where(on, qty[order], 0.0))
+            q_from = qty_on[end] - qty_on + np.where(on, qty[order], 0.0)
+            for i in keep.tolist():  # j ascending: within a group the longest stretch comes first
+                g = int(kj[i])
+                out.setdefault((g, s), []).append(_Candidate(
+                    owners[g // len(venues)], venues[g % len(venues)], s, int(start[i]), int(k[i]), int(n[i]),
+                    float(q_from[j[i]]), float(p_side[i]), float(p_share[i]), float(habit[i])))
+        return [out[g] for g in sorted(out)]
 
     def _evaluate(self, state: MarkState, f: int) -> list[Alert]:
         cands = self._campaigns(state, f)
@@ -466,9 +455,9 @@ class MarkingTheClose(Detector):
                    f"{c.side}s ({c.qty:.10g}, {c.qty / c.typical if c.typical else 0:.0f}x typical trade "
                    f"{c.typical:.10g}) in the {lead_s:.0f}s before it moved the price {sign}{abs(c.move):.1f} bps "
                    f"(other venues: {ref}), {c.per_unit:.1f} bps per typical trade; {c.trades} of its {c.total} "
-                   f"aggressive trades in that time on that side (chance {c.pvalue:.2g}; {c.share_pvalue:.1g} at its usual "
-                   f"share of the {'buying' if c.side == BUY else 'selling'}); {c.revert:.0%} of the move given back "
-                   f"within {self.revert_ms / 1000:.0f}s after it")
+                   f"aggressive trades in that time on that side (chance {c.pvalue:.2g}; {c.share_pvalue:.1g} at its "
+                   f"usual share of the {'buying' if c.side == BUY else 'selling'}); {c.revert:.0%} of the move given "
+                   f"back within {self.revert_ms / 1000:.0f}s after it")
         severity = Severity.HIGH if c.move >= 3 * self.min_move_bps else (
             Severity.MEDIUM if c.move >= 1.5 * self.min_move_bps else Severity.LOW)
         return Alert.build(

@@ -112,14 +112,14 @@ class _Burst:
 class IgnitionState:
     last_ns: int = 0
     last_px: dict = field(default_factory=dict)  # venue -> last traded price
-    runs: dict = field(default_factory=dict)  # owner -> deque of (ts, qty, price before, ..., row seq) of its one-sided run
+    runs: dict = field(default_factory=dict)  # owner -> deque of (ts, qty, price before, ..., row seq): its one-way run
     open: dict = field(default_factory=dict)  # owner -> _Burst waiting for, or in, its reversal window
     expire_ns: int = 0  # no open burst's reversal window ends before this
     rising: dict = field(default_factory=dict)  # owner -> its open burst not yet reversed (its move still grows)
     activity: dict = field(default_factory=dict)  # owner -> (decayed count of its aggressive trades, at ts)
     side_qty: dict = field(default_factory=dict)  # (venue, aggressor side) -> aggressive quantity traded so far
     tape: tuple = ()  # (ts, price, venue) arrays of every venue's recent trades, owners or not: price levels
-    owned: pa.Table | None = None  # the last burst_ms of trades with owners (evidence columns), for runs to draw on
+    owned: pa.Table | None = None  # trades with owners (evidence columns) back to the oldest open run or burst
     owned_base: int = 0  # seq of owned's first row (a row's seq: its number among all owned rows ever read)
     owned_seq: int = 0
 
@@ -242,10 +242,14 @@ class MomentumIgnition(Detector):
         if k:
             state.tape = tuple(a[k:] for a in state.tape)
         if state.owned is not None:
-            # a run's trades are at most burst_ms older than the instrument's latest trade when next read
-            # (open bursts hold their rows as dicts by now)
+            # A run's trades are at most burst_ms older than the instrument's latest trade when next read;
+            # an open burst's rows are read (as seqs) until its verdict: most bursts fail it, so their rows
+            # are only ever taken for an alert.
+            keep = state.last_ns - gap
+            if state.open:
+                keep = min(keep, min(b.times[0] for b in state.open.values()))
             ots = state.owned.column("ts").cast(pa.int64()).to_numpy()
-            k = int(np.searchsorted(ots, state.last_ns - gap, side="left"))
+            k = int(np.searchsorted(ots, keep, side="left"))
             if k:
                 state.owned = state.owned.slice(k)
                 state.owned_base += k
@@ -281,7 +285,6 @@ class MomentumIgnition(Detector):
             if opened:
                 if ts > state.expire_ns:  # reversal windows that closed: their verdicts
                     for owner in sorted(o for o, b in opened.items() if ts - b.last_ns > window):
-                        self._resolve(state, [opened[owner].rows, opened[owner].reverse])
                         rising.pop(owner, None)
                         a = self._close(state, opened.pop(owner))
                         if a is not None:
@@ -345,9 +348,6 @@ class MomentumIgnition(Detector):
         last = ts_l[-1]
         for owner in [o for o, r in state.runs.items() if last - r[-1][0] > gap]:
             del state.runs[owner]
-        # open bursts' rows become plain dicts (the kept rows are trimmed to a run's reach), in one take;
-        # runs keep row seqs: most never become bursts
-        self._resolve(state, [b.rows for b in state.open.values()] + [b.reverse for b in state.open.values()])
         return out
 
     def _reverse(self, state: IgnitionState, b: _Burst, i: int, ts: int, qty: float) -> None:
@@ -382,6 +382,7 @@ class MomentumIgnition(Detector):
             ref = (sign * (v0 / r0 - 1.0) * 1e4, sign * (b.extreme / r1 - 1.0) * 1e4)
             if ref[0] >= self.max_prior_move_bps or ref[1] < self.min_move_bps:
                 return None
+        self._resolve(state, [b.rows, b.reverse])
         return self._alert(b, b.instrument, share, volume_share, ref)
 
     def _alert(self, b: _Burst, instrument: str, share: float, volume_share: float,
@@ -402,7 +403,8 @@ class MomentumIgnition(Detector):
             Severity.MEDIUM if b.move_bps >= 2 * self.min_move_bps else Severity.LOW
         return Alert.build(
             detector=self.name, version=self.version, key=f"{b.owner}|{instrument}", window_start_ns=start,
-            window_end_ns=max(r["ts"] for r in rows), opening_evidence=[evidence_id(r) for r in b.rows[:self.min_trades]],
+            window_end_ns=max(r["ts"] for r in rows),
+            opening_evidence=[evidence_id(r) for r in b.rows[:self.min_trades]],
             evidence=evidence, severity=severity, score=round(score, 6), instrument=instrument,
             venues=sorted({r["venue"] for r in rows}), owners=[b.owner], accounts=accounts, summary=summary,
             params=self.params(),

@@ -55,7 +55,6 @@ ROW_COLUMNS = ("ts", "kind", "venue", "src", "src_seq", "trade_id", "side", "pri
 class _Run:
     """A pair's current run of round trips (the trades since it began, each reversing the one before)."""
     first_ns: int
-    opening: str
     last: dict  # the latest trade's row
     open_leg: dict | None  # a round trip's opening trade, waiting for the trade that closes it
     rows: list[dict] = field(default_factory=list)  # evidence, up to MAX_EVIDENCE_LEGS
@@ -72,7 +71,7 @@ class _Run:
 
     @classmethod
     def start(cls, r: dict) -> "_Run":
-        return cls(r["ts"], evidence_id(r), r, r, [r], sold={r["sell_owner"]: 1}, makers={_maker(r)},
+        return cls(r["ts"], r, r, [r], sold={r["sell_owner"]: 1}, makers={_maker(r)},
                    lo_px=r["price"], hi_px=r["price"], lo_qty=r["qty"], hi_qty=r["qty"])
 
     def add(self, r: dict) -> None:
@@ -212,7 +211,8 @@ class RoundTrip(Detector):
         evidence = pa.Table.from_pylist([{**r, "instrument": instrument} for r in ch.rows], schema=EVIDENCE_SCHEMA)
         return Alert.build(
             detector=self.name, version=self.version, key=f"{a}|{b}|{instrument}", window_start_ns=ch.first_ns,
-            window_end_ns=ch.last["ts"], opening_evidence=[ch.opening], evidence=evidence, severity=severity,
+            window_end_ns=ch.last["ts"], opening_evidence=[evidence_id(ch.rows[0])],  # the run's first trade
+            evidence=evidence, severity=severity,
             score=float(trips), instrument=instrument, venues=venues, owners=[a, b], accounts=accounts,
             summary=summary, params=self.params(),
             metrics={"trades": ch.legs, "round_trips": trips, "both_rested": turns, "duration_s": round(secs, 3),

@@ -177,6 +177,17 @@ def test_one_position_is_matched_to_one_large_trade():
     assert a.metrics["victim"] == "BIG"
 
 
+def test_of_two_exact_unwinds_the_least_likely_by_chance_is_named():
+    # FR2 also bought ahead (3) and sold 3 back, but among 14 subsets of its four trades back: a likelier
+    # chance match (0.047) than FR's one trade each way (0.005)
+    fr2 = [trade(41.0, "buy", 100.0, 3.0, "FR2", "CP")] + [
+        trade(65.0 + k, "sell", 100.2, q, "CP", "FR2") for k, q in enumerate([1.5, 1.5, 0.7, 0.8])]
+    (a,) = alerts(tape() + episode(extra=fr2))
+    assert a.owners == ["FR"]
+    (b,) = alerts(tape() + [r for r in episode(extra=fr2) if "FR" not in (r["buy_owner"], r["sell_owner"])])
+    assert b.owners == ["FR2"] and b.metrics["chance_matches"] > a.metrics["chance_matches"]
+
+
 def test_a_move_that_does_not_last_is_not_front_run():
     assert alerts(tape() + episode(hold_px=100.0)) == []
 

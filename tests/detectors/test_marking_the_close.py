@@ -143,7 +143,8 @@ def test_price_that_stays_after_the_fixing_does_not_alert():
 def test_taker_at_its_usual_pace_is_not_out_of_habit():
     # M1 took liquidity every 10 s (both ways) all along; its six buys in the last minute are its routine
     usual = [trade(t + 0.2, "SHARED", "buy" if k % 2 else "sell", 100.0, 1.0,
-                   *(("M1", "CP") if k % 2 else ("CP", "M1"))) for k, t in enumerate(np.arange(FIX - 600, FIX - 60, 10.0))]
+                   *(("M1", "CP") if k % 2 else ("CP", "M1")))
+             for k, t in enumerate(np.arange(FIX - 600, FIX - 60, 10.0))]
     assert alerts(scenario(extra=usual)) == []
 
 
