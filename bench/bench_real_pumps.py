@@ -11,7 +11,10 @@ folder's ``manifest.csv``.  Each tape is replayed alone through the full dataflo
 with only the instrument-level detectors that can read a public tape: ``abnormal_move``,
 ``off_market`` (one venue: its band is against the venue's own recent prices) and
 ``pump_and_dump`` when registered.  ``price_dislocation`` needs two venues and
-``momentum_ignition`` reads only trades with owners, so neither runs here.
+``momentum_ignition`` reads only trades with owners, so neither runs here.  The learning
+detector ``behaviour_anomaly`` (issue 6) runs in the same replay and is reported beside
+them, not in "any rule": on a public tape it has no owners, so only its instrument-level
+vector (trades, volume, return per minute, against the coin's own rolling baseline) can alert.
 
 Rules (stated, since the figures depend on them):
 
@@ -56,6 +59,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NS, H = 1_000_000_000, 3600 * 1_000_000_000
 BEFORE_NS, AFTER_NS, AWAY_NS = 120 * NS, 600 * NS, H
 CANDIDATES = ("abnormal_move", "off_market", "pump_and_dump")  # instrument-level, can read a public tape
+LEARNING = "behaviour_anomaly"  # reported beside the rules, not part of "any rule"
+BA_GRID = (8.0, 12.0, 16.0, 24.0, 32.0, 48.0)  # market_min_score; the first is its default
 VENUE = "BINANCE"
 TARGET_RECALL, TARGET_FALSE_PER_DAY = 0.8, 1.0
 # The first of each is abnormal_move's default.  Low volume_z values are there because on a thinly
@@ -169,22 +174,25 @@ def load_tapes(root: Path) -> list[Tape]:
 
 
 def score_tape(tape: Tape, alerts: list[tuple[str, int, int]], detectors: list[str]) -> dict:
-    """Per detector and for any of them: found (0/1) and false alerts on this tape."""
+    """Per detector and for any rule detector: found (0/1) and false alerts on this tape."""
     out = {}
     for det in detectors + ["any"]:
-        mine = [(s, e) for d, s, e in alerts if det == "any" or d == det]
+        mine = [(s, e) for d, s, e in alerts if (det == "any" and d != LEARNING) or d == det]
         found = any(e >= tape.start_ns - BEFORE_NS and s <= tape.start_ns + AFTER_NS for s, e in mine)
         false = sum(all(e < ev - AWAY_NS or s > ev + AWAY_NS for ev in tape.events_ns) for s, e in mine)
         out[det] = {"found": int(found), "false": false, "alerts": len(mine)}
     return out
 
 
-def direct_alerts(tape: Tape, grid: list[dict]) -> list[tuple[str, int, int, dict]]:
-    """abnormal_move at the loosest thresholds of ``grid``, fed the decoded tape straight (no dataflow).
+def direct_alerts(tape: Tape, grid: list[dict], learning: bool = False) -> list[tuple[str, int, int, dict]]:
+    """abnormal_move at the loosest thresholds of ``grid`` (and ``behaviour_anomaly`` at the lowest
+    ``BA_GRID`` score if ``learning``), fed the decoded tape straight (no dataflow).
 
     On a one-venue tape abnormal_move's baselines learn every bucket whatever its thresholds
     (and the venues never part), so the alerts at any stricter grid point are exactly those
     of this run that pass it (``passes``, from each alert's metrics): one pass scores the grid.
+    behaviour_anomaly's is an approximation (a window that alerts is not learnt, so a stricter
+    bar learns a few more windows): it only chooses the value; the dataflow's replay is scored.
     """
     import pyarrow as pa
 
@@ -193,9 +201,13 @@ def direct_alerts(tape: Tape, grid: list[dict]) -> list[tuple[str, int, int, dic
     from surveil.schemas import sort_events
 
     table = sort_events(pa.concat_tables([c.events for c in decode_file(tape.path, "ccxt", venue=VENUE)]))
-    d = AbnormalMove(**{k: min(p[k] for p in grid) for k in grid[0]})
-    sel, st = d.select(table), d.new_state()
-    latest = {a.alert_id: a for a in d.update(st, sel) + d.flush(st)}  # a revision replaces, as in the store
+    from detectors.behaviour_anomaly import BehaviourAnomaly
+
+    latest = {}
+    for d in [AbnormalMove(**{k: min(p[k] for p in grid) for k in grid[0]})] + \
+            ([BehaviourAnomaly(market_min_score=min(BA_GRID))] if learning else []):
+        sel, st = d.select(table), d.new_state()
+        latest.update({a.alert_id: a for a in d.update(st, sel) + d.flush(st)})  # a revision replaces, as in the store
     return [(a.detector, a.window_start_ns, a.window_end_ns, a.metrics) for a in latest.values()]
 
 
@@ -207,15 +219,19 @@ def passes(m: dict, p: dict) -> bool:
     return vol or ret
 
 
-def replay_tape(tape: Tape, detectors: list[str], am_params: dict, tmp: Path) -> tuple[list, float, int]:
-    from detectors import REGISTRY
+def replay_tape(tape: Tape, detectors: list[str], am_params: dict, ba_params: dict,
+                tmp: Path) -> tuple[list, float, int]:
+    from detectors import OFF_BY_DEFAULT, REGISTRY
     from flows.jobs import run_replay
     from replay.evaluate import alerts_from_db
     from replay.merge import InputSpec
 
     config = {name: False for name in REGISTRY if name not in detectors}
+    config.update({name: {} for name in detectors if name in OFF_BY_DEFAULT})  # asked for: switch on
     if am_params and "abnormal_move" in detectors:
         config["abnormal_move"] = dict(am_params)
+    if ba_params and LEARNING in detectors:
+        config[LEARNING] = dict(ba_params)
     db = tmp / f"{tape.name}.duckdb"
     s = run_replay([InputSpec(str(tape.path), "ccxt", VENUE)], db_path=db, ref_dir=None, detector_config=config,
                    archive_dir=tmp / "archive")
@@ -241,6 +257,8 @@ def print_table(title: str, tapes: list[Tape], scores: list[dict], detectors: li
     print(f"{'detector':<16}{'pumps':>7}{'found':>7}{'recall':>8}{'recall*':>9}{'false':>7}{'per tape-day':>14}  target")
     for det in detectors + ["any"]:
         m = summarise(tapes, scores, det)
+        if det == "any" and LEARNING in detectors:
+            det = "any rule"
         hit = m["recall"] >= TARGET_RECALL and m["per_day"] <= TARGET_FALSE_PER_DAY
         print(f"{det:<16}{m['tapes']:>7}{m['found']:>7}{m['recall']:>8.3f}{m['recall_ok']:>9.3f}{m['false']:>7}"
               f"{m['per_day']:>14.3f}  {'ok' if hit else 'MISS'} (recall >= {TARGET_RECALL}, <= {TARGET_FALSE_PER_DAY:g}/day)")
@@ -252,12 +270,42 @@ def print_table(title: str, tapes: list[Tape], scores: list[dict], detectors: li
                                      for t in missed))
 
 
+def choose(rows: list[tuple[dict, dict]], n_tapes: int) -> tuple[dict, bool]:
+    """The highest recall at <= 1 false alert per tape-day; within one pump of it (tune half of 20+ tapes),
+    the fewest false alerts (one pump more on the tune half is noise, a threefold false-alert rate is not).
+    None feasible: the fewest false alerts.  Returns (parameters, whether any was feasible)."""
+    feasible = [r for r in rows if r[1]["per_day"] <= TARGET_FALSE_PER_DAY]
+    if not feasible:
+        return min(rows, key=lambda r: (r[1]["per_day"], -r[1]["recall"]))[0], False
+    top = max(r[1]["recall"] for r in feasible)
+    slack = 1.5 / n_tapes if n_tapes >= 20 else 0.0
+    return min((r for r in feasible if r[1]["recall"] >= top - slack),
+               key=lambda r: (r[1]["per_day"], -r[1]["recall"]))[0], True
+
+
+def tune_learning(tapes: list[Tape], loose: dict[str, list]) -> dict:
+    """behaviour_anomaly's ``market_min_score`` on the tune half, from its alerts at the lowest bar."""
+    rows = []
+    for bar in BA_GRID:
+        sc = [score_tape(t, [a[:3] for a in loose[t.name] if a[0] == LEARNING and a[3]["score"] >= bar], [LEARNING])
+              for t in tapes]
+        rows.append(({"market_min_score": bar}, summarise(tapes, sc, LEARNING)))
+    print(f"\n{LEARNING} on the tune half (detector fed directly): market_min_score against recall and false alerts")
+    print(f"{'bar':>9}{'recall':>8}{'false':>7}{'per tape-day':>14}")
+    for params, m in rows:
+        print(f"{params['market_min_score']:>9g}{m['recall']:>8.3f}{m['false']:>7}{m['per_day']:>14.3f}"
+              f"{'  (default)' if params['market_min_score'] == BA_GRID[0] else ''}")
+    best, feasible = choose(rows, len(tapes))
+    print(f"chosen: {LEARNING} {best}{'' if feasible else ' (none met <= 1 false/tape-day: fewest false alerts)'}")
+    return best
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--max-tapes", type=int, default=0, help="at most this many tapes per half (0: all)")
     ap.add_argument("--no-tune", action="store_true", help="abnormal_move defaults, no grid")
-    ap.add_argument("--detectors", default=",".join(CANDIDATES), help="instrument-level detectors to run")
+    ap.add_argument("--detectors", default=",".join(CANDIDATES + (LEARNING,)), help="instrument-level detectors to run")
     args = ap.parse_args()
 
     root = Path(args.data)
@@ -281,15 +329,18 @@ def main() -> int:
 
     t0 = time.perf_counter()
     chosen: dict = {}
+    ba_chosen: dict = {}
     loose: dict[str, list] = {}
     if not args.no_tune and "abnormal_move" in detectors:
         grid = [dict(zip(GRID, v)) for v in itertools.product(*GRID.values())]
         for tape in halves["tune"]:
-            loose[tape.name] = direct_alerts(tape, grid)
+            loose[tape.name] = direct_alerts(tape, grid, learning=LEARNING in detectors)
+        if LEARNING in detectors:
+            ba_chosen = tune_learning(halves["tune"], loose)
         rows = []
         for params in grid:
-            sc = [score_tape(t, [a[:3] for a in loose[t.name] if passes(a[3], params)], ["abnormal_move"])
-                  for t in halves["tune"]]
+            sc = [score_tape(t, [a[:3] for a in loose[t.name] if a[0] == "abnormal_move" and passes(a[3], params)],
+                             ["abnormal_move"]) for t in halves["tune"]]
             rows.append((params, summarise(halves["tune"], sc, "abnormal_move")))
         print(f"\ngrid over abnormal_move on the tune half ({len(halves['tune'])} tapes, {len(grid)} points, "
               f"detector fed directly, {time.perf_counter() - t0:.0f}s); the 12 best by recall then false rate:")
@@ -299,32 +350,23 @@ def main() -> int:
             print(f"{params['volume_z']:>9g}{params['min_volume_multiple']:>7g}{params['return_z']:>7g}"
                   f"{params['min_return_bps']:>9g}{m['recall']:>8.3f}{m['false']:>7}{m['per_day']:>14.3f}"
                   f"{'  (defaults)' if params == grid[0] else ''}")
-        # highest recall at <= 1 false alert per tape-day; within one pump of it (tune half of 20+ tapes), the
-        # fewest false alerts (one pump more on the tune half is noise, a threefold false-alert rate is not)
-        feasible = [r for r in rows if r[1]["per_day"] <= TARGET_FALSE_PER_DAY]
-        if feasible:
-            top = max(r[1]["recall"] for r in feasible)
-            slack = 1.5 / len(halves["tune"]) if len(halves["tune"]) >= 20 else 0.0  # one pump is noise only then
-            best = min((r for r in feasible if r[1]["recall"] >= top - slack),
-                       key=lambda r: (r[1]["per_day"], -r[1]["recall"]))
-        else:
-            best = min(rows, key=lambda r: (r[1]["per_day"], -r[1]["recall"]))
-        chosen = best[0]
+        chosen, feasible = choose(rows, len(halves["tune"]))
         print(f"chosen (highest recall at <= {TARGET_FALSE_PER_DAY:g} false/tape-day, within one pump of it the "
               f"fewest false alerts"
               f"{'' if feasible else '; none met it, so fewest false alerts'}): abnormal_move {chosen}")
 
-    print(f"\nreplaying through the dataflow with abnormal_move {chosen or 'defaults'} ...", flush=True)
+    print(f"\nreplaying through the dataflow with abnormal_move {chosen or 'defaults'}"
+          f"{f', {LEARNING} {ba_chosen}' if ba_chosen else ''} ...", flush=True)
     mismatched = checked = 0
     with tempfile.TemporaryDirectory(prefix="surveil-pumps-") as tmp:
         for half in ("tune", "holdout"):
             scores, secs, events = [], 0.0, 0
             for tape in halves[half]:
-                alerts, s, n = replay_tape(tape, detectors, chosen, Path(tmp))
+                alerts, s, n = replay_tape(tape, detectors, chosen, ba_chosen, Path(tmp))
                 secs, events = secs + s, events + n
                 scores.append(score_tape(tape, alerts, detectors))
                 if tape.name in loose:  # the grid's shortcut must give the dataflow's alerts
-                    direct = [a[:3] for a in loose[tape.name] if passes(a[3], chosen)]
+                    direct = [a[:3] for a in loose[tape.name] if a[0] == "abnormal_move" and passes(a[3], chosen)]
                     mismatched += sorted(direct) != sorted(a for a in alerts if a[0] == "abnormal_move")
                     checked += 1
             print_table(f"{half} half (abnormal_move {'tuned' if chosen else 'defaults'})", halves[half], scores,

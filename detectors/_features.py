@@ -341,8 +341,11 @@ def _platform_net(book: pa.Table, q: np.ndarray) -> float:
     return float(np.log1p(abs(float((q * hk_buys).sum() - (q * ov_buys).sum())) / float(np.median(q))))
 
 
-def market_features(window, prev_vwap: float | None) -> tuple[dict[str, float], float | None]:
+def market_features(window, prev_vwap: float | None, public_only: bool = False) -> tuple[dict[str, float], float | None]:
     """The instrument's own vector for the window, and its shared-book VWAP (the next window's reference).
+
+    ``public_only``: the instrument has no shared-book trades (a coin watched on a public venue's tape
+    only), so the venues' public trades stand in for the book (and there is no gap to a reference).
 
     >>> from tests.conftest import events
     >>> w = events(ts=[0.0, 1.0, 2.0], kind=["trade"] * 3, venue=["SHARED", "SHARED", "REFX"],
@@ -354,6 +357,8 @@ def market_features(window, prev_vwap: float | None) -> tuple[dict[str, float], 
       'platform_net': 1.1}, 101.0)
     """
     book, public, orders = _parts(window)
+    if public_only:
+        book, public = public, public.slice(0, 0)
     q, p = _num(book, "qty"), _num(book, "price")
     vwap = float((p * q).sum() / q.sum()) if q.sum() > 0 else None
     pq, pp = _num(public, "qty"), _num(public, "price")
@@ -364,6 +369,6 @@ def market_features(window, prev_vwap: float | None) -> tuple[dict[str, float], 
         "return_bps": abs(vwap / prev_vwap - 1.0) * 1e4 if vwap and prev_vwap else 0.0,
         "venue_gap_bps": abs(vwap / ref - 1.0) * 1e4 if vwap and ref else 0.0,
         "log_messages": float(np.log1p(orders.num_rows)),
-        "platform_net": _platform_net(book, q),
+        "platform_net": _platform_net(book, q) if not public_only else 0.0,
     }
     return f, vwap if vwap is not None else prev_vwap

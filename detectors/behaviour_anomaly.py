@@ -32,8 +32,10 @@ off, or several fairly far: spoofing moves cancel rate, cancels against its trad
 order-to-trade ratio together), and the alert names the features that contributed most, with
 their values and the baseline's usual value.  The instrument's own window (trades, volume,
 return, gap between venues, messages, net flow between the platforms) is scored against the
-rolling median and lower quartile of its last ``market_history`` windows (``_RollingScorer``)
-and alerts, naming no owner, at ``market_min_score``.
+rolling median and quartiles of its last ``market_history`` windows (``_RollingScorer``)
+and alerts, naming no owner, at ``market_min_score``.  An instrument with no shared-book trades
+(a coin watched on a public venue's tape) is its public trades' market, and its return is not
+surprising below ``TICK_FLOOR`` price ticks (a thin coin's tick can be 40 bps of its price).
 
 **Adaptive threshold.**  An owner window alerts when its score is at least ``min_score`` and
 at least the ``threshold_quantile`` of the owner scores since the last reset (river's P²
@@ -92,6 +94,7 @@ TOP_FEATURES = 3  # features an alert names
 # A value learnt into an owner's own mean and variance is first pulled to within CLIP spreads of it (a
 # winsorised update): one odd window below the bar must not widen the owner's spread for good.
 CLIP = 3.0
+TICK_FLOOR = 2.0  # the market's return spread is at least this many ticks
 MIN_CROSS_SECTION = 10  # owners a window needs before it is a population of its own
 DRIFT_DELTA = 0.2  # Page-Hinkley: changes of log trade count smaller than this per window are noise
 
@@ -108,7 +111,8 @@ def _combine(z: np.ndarray) -> np.ndarray:
 class _RollingScorer(AnomalyDetector):
     """A river anomaly detector for the instrument's own windows: per feature, the median and lower quartile
     of the last ``history`` windows learnt (river's ``stats.RollingQuantile``); a window's surprise is its
-    distance above the median in standard deviations read off the *lower* half, (median - q25) / 0.674.
+    distance above the median in standard deviations read off the *lower* half, (median - q25) / 0.674,
+    or off the interquartile range, (q75 - q25) / 1.349, when that is wider (see ``zscores``).
 
     Robust, where an exponentially weighted variance is not: the edge windows of a dislocation (partly
     dislocated, below the bar) would each widen a variance for good, until a later dislocation looked usual.
@@ -127,20 +131,26 @@ class _RollingScorer(AnomalyDetector):
         self.features = features
         self.median = [stats.RollingQuantile(0.5, history) for _ in features]
         self.lower = [stats.RollingQuantile(0.25, history) for _ in features]
+        self.upper = [stats.RollingQuantile(0.75, history) for _ in features]
         self.floor = np.array([SPREAD_FLOOR.get(f, 1e-9) for f in features])
         self.n = 0
 
     def learn_one(self, x: dict) -> None:
-        for f, m, q in zip(self.features, self.median, self.lower):
+        for f, m, lo, hi in zip(self.features, self.median, self.lower, self.upper):
             m.update(x[f])
-            q.update(x[f])
+            lo.update(x[f])
+            hi.update(x[f])
         self.n += 1
 
-    def zscores(self, x: dict) -> dict[str, float]:
+    def zscores(self, x: dict, floor: np.ndarray | None = None) -> dict[str, float]:
         if not self.n:
             return dict.fromkeys(self.features, 0.0)
         center = np.array([m.get() for m in self.median])
-        scale = np.maximum((center - np.array([q.get() for q in self.lower])) / 0.6745, self.floor)
+        lower = np.array([q.get() for q in self.lower])
+        # the interquartile range too: a zero-inflated or tick-bound feature (most minutes of a thin coin trade
+        # once, at the last price) has no lower half at all, and its usual steps would all look like surprises
+        iqr = np.array([q.get() for q in self.upper]) - lower
+        scale = np.maximum(np.maximum((center - lower) / 0.6745, iqr / 1.349), self.floor if floor is None else floor)
         z = (np.array([x[f] for f in self.features]) - center) / scale
         return dict(zip(self.features, z.tolist()))
 
@@ -213,6 +223,8 @@ class BehaviourState:
     window_id: int | None = None
     news: pa.Table | None = None  # recent ``new`` orders (cancel latency across a window edge)
     prev_vwap: float | None = None
+    tick_bps: float | None = None  # smallest price step seen between the market's trades, in bps of the price
+    has_book: bool = False  # shared-book trades seen: until then the market vector reads the public trades
     scored: int = 0  # owner windows in ``scores``
     windows: int = 0  # windows closed since the start or the last drift
     drifts: int = 0
@@ -327,12 +339,22 @@ class BehaviourAnomaly(Detector):
         parts = split_window(window)
         ow = owner_features(parts, state.news, window_ms=self.window_ms, fast_cancel_ms=self.fast_cancel_ms)
         state.news = recent_news(window, end, self.fast_cancel_ms)
-        mf, state.prev_vwap = market_features(parts, state.prev_vwap)
+        state.has_book = state.has_book or parts[0].num_rows > 0
+        mf, state.prev_vwap = market_features(parts, state.prev_vwap, public_only=not state.has_book)
         # an owner is judged only once the regulars (market makers) can have their own history
         warm = state.windows >= max(self.warmup_windows, self.own_min_windows)
         alerts = []
         # the instrument's own window
-        mz = state.market.zscores(mf)
+        # a price moves by whole ticks: on a coin whose tick is 40 bps of its price, one tick up is no surprise
+        p = (parts[0] if state.has_book else parts[1]).column("price").to_numpy()
+        steps = np.abs(np.diff(p))[np.diff(p) != 0] / p[1:][np.diff(p) != 0] * 1e4 if len(p) > 1 else ()
+        if len(steps):
+            state.tick_bps = min(state.tick_bps or np.inf, float(steps.min()))
+        floor = state.market.floor.copy()
+        if state.tick_bps:
+            floor[MARKET_FEATURES.index("return_bps")] = max(floor[MARKET_FEATURES.index("return_bps")],
+                                                             TICK_FLOOR * state.tick_bps)
+        mz = state.market.zscores(mf, floor)
         m_score = float(_combine(np.array([list(mz.values())]))[0])
         if warm and state.market.n >= self.warmup_windows and m_score >= self.market_min_score:
             alerts.append(self._alert(window, start, end, None, mf, mz, m_score, self.market_min_score,

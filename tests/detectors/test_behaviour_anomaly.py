@@ -274,3 +274,28 @@ def test_drift_resets_the_baselines_and_warms_up_again():
     assert 0 < st.windows < 30
     calm, calm_states = _run(det, _market(seed=5, seconds=3600, wash_at=None), 5_000)
     assert calm_states["BTC/USDT"].drifts == 0 and not calm
+
+
+def _public_tape(seed: int, minutes: int, burst_at: int | None) -> pa.Table:
+    """A thin coin on a public venue's tape (no owners): one to three trades a minute bouncing by one tick
+    (40 bps of the price), and at ``burst_at`` a pump's minute: 300 trades climbing 20 ticks."""
+    rng = np.random.default_rng(seed)
+    ts, price = [], []
+    for m in range(minutes):
+        k = 300 if m == burst_at else int(rng.integers(1, 4))
+        ts += sorted((m * 60 + rng.uniform(0, 60, k)).tolist())
+        base = 250 + (np.linspace(0, 20, k) if m == burst_at else rng.integers(0, 2, k))
+        price += (np.round(base) * 1e-8).tolist()  # a 1-satoshi tick on a 2.5e-6 BTC coin
+    n = len(ts)
+    return events(ts=ts, kind=["trade"] * n, venue=["BINANCE"] * n, instrument=["APPC/BTC"] * n, price=price,
+                  qty=rng.uniform(50, 500, n).round(0).tolist(), trade_id=[f"t{i}" for i in range(n)])
+
+
+def test_a_public_tape_is_its_own_market_and_a_one_tick_bounce_is_no_surprise():
+    # public trades stand in for the shared book; a tick of 40 bps sets the floor of the return's spread
+    quiet, states = _run(BehaviourAnomaly(), _public_tape(1, 240, None), 5_000)
+    assert not quiet, [a.summary for a in quiet.values()]
+    assert states["APPC/BTC"].tick_bps == pytest.approx(1 / 251 * 1e4, rel=0.01)
+    pump, _ = _run(BehaviourAnomaly(), _public_tape(1, 240, 200), 5_000)
+    assert [a.window_start_ns for a in pump.values()] == [200 * 60 * S]
+    assert not pump[next(iter(pump))].owners
