@@ -24,6 +24,7 @@ registered detector.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -61,8 +62,7 @@ class Detector(ABC):
     # -- shared helpers ---------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """The constructor parameters as set on this instance (recorded in every alert)."""
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return {p: getattr(self, p) for p in _param_names(type(self))}
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -72,6 +72,12 @@ class Detector(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _param_names(cls: type) -> tuple[str, ...]:
+    # alerts record their detector's parameters, and a signature is slow to read once per alert
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
 
 def value_fits(value: Any, want: type) -> bool:

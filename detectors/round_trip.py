@@ -35,7 +35,7 @@ are wash trades (``detectors/wash_trade.py``) and are left out here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -148,7 +148,9 @@ class RoundTrip(Detector):
             return []
         instrument = events.column("instrument")[0].as_py()
         window = self.window_ms * MS
-        out: dict[str, Alert] = {}
+        # the run as it stood at each of its round trips past the bar; built into alerts once per batch (a run
+        # of hundreds of trips in one batch would otherwise build its evidence table hundreds of times)
+        due: dict[tuple, tuple[_Run, bool]] = {}
         for r in to_rows(events.select(list(ROW_COLUMNS))):
             ts = state.last_ns = r["ts"]
             if not r["price"] or not r["qty"]:
@@ -176,14 +178,14 @@ class RoundTrip(Detector):
             # than two owners who take turns resting and hitting: it needs more evidence.
             turns = len(ch.makers - {None}) == 2
             if ch.trips >= (self.min_round_trips if turns else self.min_round_trips_one_maker):
-                a = self._alert(ch, pair, instrument, turns)
-                out[a.alert_id] = a
+                due[(pair, ch.first_ns)] = (replace(ch, rows=list(ch.rows), sold=dict(ch.sold),
+                                                    makers=set(ch.makers)), turns)
         if state.last_ns >= state.sweep_ns:
             # memory only: a run past the window is replaced by the pair's next trade anyway
             old = state.last_ns - window
             state.chains = {k: c for k, c in state.chains.items() if c.last["ts"] >= old}
             state.sweep_ns = state.last_ns + window // 4
-        return list(out.values())
+        return [self._alert(ch, pair, instrument, turns) for (pair, _), (ch, turns) in due.items()]
 
     def _closes(self, leg: dict, r: dict) -> tuple[float, float] | None:
         """(price gap bps, size gap) when ``r`` closes the round trip ``leg`` opened, else None."""

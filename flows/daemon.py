@@ -18,6 +18,7 @@ so the alerts equal those of an uninterrupted run.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import socket
@@ -186,7 +187,7 @@ def run_daemon(cfg: DaemonConfig, *, workers: int = 1, process_id: int | None = 
 
     ref = RefData.load(cfg.ref_dir)
     detectors = build_detectors(cfg.detectors)
-    pcfg = pipeline_config(cfg)
+    pcfg = dataclasses.replace(pipeline_config(cfg), snapshots=bool(cfg.recovery_dir))
     stop_dashboard, on_open = _dashboard_hooks(cfg, clustered=addresses is not None)
     target = StoreTarget(cfg.db, cfg.archive, uuid.uuid4().hex[:16], "run", [s.name for s in cfg.sources],
                          "", cfg.ref_dir, on_open=on_open)

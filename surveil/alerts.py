@@ -84,7 +84,9 @@ class Alert:
     @classmethod
     def build(cls, *, detector: str, version: str, key: str, window_start_ns: int, window_end_ns: int,
               opening_evidence: list[str], evidence: pa.Table, **kw) -> "Alert":
-        ev = evidence.select(list(EVIDENCE_COLUMNS)).cast(EVIDENCE_SCHEMA) if evidence.num_rows else EVIDENCE_SCHEMA.empty_table()
+        ev = evidence.select(list(EVIDENCE_COLUMNS)) if evidence.num_rows else EVIDENCE_SCHEMA.empty_table()
+        if ev.schema != EVIDENCE_SCHEMA:  # (a cast of the right schema still costs a pass)
+            ev = ev.cast(EVIDENCE_SCHEMA)
         return cls(
             alert_id=alert_id(detector, key, window_start_ns, opening_evidence),
             detector=detector, detector_version=version, key=key,
