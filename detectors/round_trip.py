@@ -89,7 +89,9 @@ class _Run:
 class RoundTripState:
     last_ns: int = 0
     sweep_ns: int = 0
-    chains: dict[tuple[str, str], _Run] = field(default_factory=dict)  # (owner, owner) sorted -> current run
+    # (owner, owner) sorted -> the current run, or its one trade while nothing reversed it (most pairs' trades
+    # never are: a _Run for each would cost more than the rest of the detector)
+    chains: dict[tuple[str, str], _Run | dict] = field(default_factory=dict)
 
 
 def _maker(r: dict) -> str | None:
@@ -158,17 +160,19 @@ class RoundTrip(Detector):
             b, s = r["buy_owner"], r["sell_owner"]
             pair = (b, s) if b < s else (s, b)
             ch = state.chains.get(pair)
-            prev = ch.last if ch is not None else None
+            prev = ch if ch is None or isinstance(ch, dict) else ch.last
             if prev is None or r["sell_owner"] != prev["buy_owner"] or ts - prev["ts"] > window:
-                state.chains[pair] = _Run.start(r)  # no reversal of the pair's previous trade: a new run
+                state.chains[pair] = r  # no reversal of the pair's previous trade: a new run may start here
                 continue
+            if isinstance(ch, dict):  # the lone trade is reversed: a run, that trade its open leg
+                ch = state.chains[pair] = _Run.start(ch)
             if ch.open_leg is None:  # the run goes on: this trade opens its next round trip
                 ch.add(r)
                 ch.open_leg = r
                 continue
             gaps = self._closes(ch.open_leg, r)
             if gaps is None:  # a reversal at another size or price: no round trip, a new run from here
-                state.chains[pair] = _Run.start(r)
+                state.chains[pair] = r
                 continue
             ch.add(r)
             ch.open_leg = None
@@ -183,7 +187,8 @@ class RoundTrip(Detector):
         if state.last_ns >= state.sweep_ns:
             # memory only: a run past the window is replaced by the pair's next trade anyway
             old = state.last_ns - window
-            state.chains = {k: c for k, c in state.chains.items() if c.last["ts"] >= old}
+            state.chains = {k: c for k, c in state.chains.items()
+                            if (c if isinstance(c, dict) else c.last)["ts"] >= old}
             state.sweep_ns = state.last_ns + window // 4
         return [self._alert(ch, pair, instrument, turns) for (pair, _), (ch, turns) in due.items()]
 

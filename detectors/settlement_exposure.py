@@ -36,6 +36,8 @@ settlement's time, to ``RESOLUTION_MS``).  Two findings:
 """
 from __future__ import annotations
 
+import functools
+
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,6 +72,7 @@ def parse_fractions(text: str) -> tuple[float, ...]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _assets(instrument: str) -> tuple[str, str]:
     base, _, quote = instrument.partition("/")
     return base, quote or "?"
@@ -111,6 +114,9 @@ class ExposureState:
     episodes: dict = field(default_factory=dict)  # affiliate -> _Exposure
     overdue: dict = field(default_factory=dict)  # (affiliate, instrument) -> _Overdue
     last_ns: int = 0
+    # no obligation can be overdue before this (the oldest open one's trade + deadline): the check is skipped
+    # until then instead of walking every open book at every trade
+    overdue_check_ns: int = 0
 
 
 class SettlementExposure(Detector):
@@ -207,6 +213,8 @@ class SettlementExposure(Detector):
         slot = book.get(sec)
         if slot is None:
             slot = book[sec] = [0.0, 0.0, r]
+            if len(book) == 1:  # the book's oldest obligation: due for the overdue check at its deadline
+                state.overdue_check_ns = min(state.overdue_check_ns, ts + self.deadline_ms * MS)
         slot[0] += sign * r["qty"]
         slot[1] -= sign * r["qty"] * r["price"]
         tot = state.totals.setdefault((aff, inst), [0.0, 0.0])
@@ -221,9 +229,7 @@ class SettlementExposure(Detector):
         assets: dict[str, float] = {}
         qty: dict[str, float] = {}
         per_inst: dict[str, float] = {}
-        for (a, inst), (base_q, quote) in sorted(state.totals.items()):
-            if a != aff:
-                continue
+        for (_, inst), (base_q, quote) in sorted(kv for kv in state.totals.items() if kv[0][0] == aff):
             b, q = _assets(inst)
             bv = base_q * state.price.get(inst, 0.0)
             assets[b] = assets.get(b, 0.0) + bv
@@ -290,17 +296,23 @@ class SettlementExposure(Detector):
                 a = self._overdue_alert(od, aff, inst, venue, now_ns, settled=True)
                 out[a.alert_id] = a
                 del state.overdue[(aff, inst)]
+                state.overdue_check_ns = 0  # the book's remaining obligations are watched again
         for aff in sorted(touched):
             if aff in state.episodes:
                 self._judge(state, aff, now_ns, venue, out, None)
 
     def _check_overdue(self, state: ExposureState, now_ns: int, venue: str, out: dict) -> None:
+        if now_ns <= state.overdue_check_ns:
+            return
         limit = self.deadline_ms * MS
+        state.overdue_check_ns = 2**63 - 1
         for (aff, inst), book in state.open.items():
             if not book or (aff, inst) in state.overdue:
                 continue
             sec, slot = next(iter(book.items()))
-            if now_ns - slot[2]["ts"] > limit:
+            if now_ns - slot[2]["ts"] <= limit:
+                state.overdue_check_ns = min(state.overdue_check_ns, slot[2]["ts"] + limit)
+            else:
                 od = state.overdue[(aff, inst)] = _Overdue(slot[2]["ts"], now_ns, [slot[2]])
                 od.value = sum(abs(s[1]) for s in book.values() if s[2]["ts"] < now_ns - limit)
                 a = self._overdue_alert(od, aff, inst, venue, now_ns, settled=False)
