@@ -135,7 +135,9 @@ def split_by_key(events: pa.Table, columns: tuple[str, ...]) -> list[tuple[str, 
     bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [len(order)]))
-    taken = events.take(pa.array(order))
-    out = [(names[sorted_codes[s]], taken.slice(s, e - s)) for s, e in zip(starts, ends)]
+    # one take per key, not slices of one sorted copy: a slice keeps the whole copy alive and pickles all of
+    # it, so a state holding a few rows of one key (or a recovery snapshot, or an item sent to another
+    # worker) would carry every key's rows of the batch
+    out = [(names[sorted_codes[s]], events.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
     out.sort(key=lambda kv: kv[0])
     return out
