@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _peak import peak_rss_mb  # noqa: E402
 
 from replay.scenario.episodes_novel import NAME as NOVEL  # noqa: E402 — for the learning detector, not a rule
 
@@ -87,7 +88,7 @@ def run_market(seed: int, minutes: float, rate: float, episodes: str, clean: boo
                 "score": {d: {k: v[k] for k in COUNTS} for d, v in sc.items()},
                 "lookalikes": {f"{d}|{t}": n for (d, t), n in lookalike_hits(alerts, labels, tolerance_s).items()},
                 "confusion": dict(confusion), "missed": dict(missed),
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                "rss_mb": peak_rss_mb()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

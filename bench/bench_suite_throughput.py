@@ -8,7 +8,7 @@ detector has work to do), replayed end to end (canonical Parquet -> dataflow -> 
 DuckDB + archive, ``flows.jobs.run_replay``) twice: with only ``wash_trade`` and
 ``price_dislocation`` (the foundation) and with every registered detector.  Both runs are
 children of one bench process, one after the other, so they share the machine's conditions;
-each child's peak RSS (``resource.getrusage``) is its own.  ``--repeat`` alternates the pair
+each child's peak RSS (``VmHWM``, bench/_peak.py) is its own.  ``--repeat`` alternates the pair
 and keeps each side's best, which damps the noise of a shared machine.  Target: suite /
 foundation events/s >= 0.5.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _peak import peak_rss_mb  # noqa: E402
 
 FOUNDATION = ("wash_trade", "price_dislocation")
 TARGET_RATIO = 0.5
@@ -40,7 +41,7 @@ def _run(market: str, db: str, which: str) -> dict:
     s = run_replay(inputs, db_path=db, ref_dir=Path(market, "ref"), detector_config=config)
     detectors = sorted(d.name for d in build_detectors(config))  # what ran (some are off by default)
     return {"events": s.events, "seconds": s.seconds, "alerts": s.alerts, "detectors": detectors,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mb": peak_rss_mb()}
 
 
 def child(market: Path, work: Path, which: str, k: int) -> dict:
