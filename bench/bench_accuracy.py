@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _peak import peak_rss_mb  # noqa: E402
+from _common import peak_rss_mb  # noqa: E402
 
 from replay.scenario.episodes_novel import NAME as NOVEL  # noqa: E402 — for the learning detector, not a rule
 

@@ -86,11 +86,12 @@ class Producer(threading.Thread):
             while self.sent < due:
                 sym, px = INSTRUMENTS[i % 3]
                 # random counterparties: a fixed stride would make the same pairs trade back and forth (round trips)
-                b, s = self.accounts[rng.randrange(n_acc)], self.accounts[rng.randrange(n_acc)]
+                bi, si = rng.randrange(n_acc), rng.randrange(n_acc)
+                b, s = self.accounts[bi], self.accounts[si]
                 if self.sent % self.rate == 0:  # once a second: both sides the same owner, across platforms
                     b, s = ("HKVATP", "HK-00007"), ("OVSAFF", "OV-00007")
                 elif b[1][3:] == s[1][3:]:
-                    s = self.accounts[(self.accounts.index(s) + 2) % n_acc]  # another owner
+                    s = self.accounts[(si + 2) % n_acc]  # another owner
                 ev = {"kind": "trade", "ts": now, "venue": "SHARED", "venue_symbol": sym, "price": px + (i % 17) * 0.01,
                       "qty": 0.01 + (i % 5) * 0.01, "side": "buy" if i % 2 else "sell", "trade_id": f"T{i}",
                       "buy_platform": b[0], "buy_account": b[1], "sell_platform": s[0], "sell_account": s[1]}

@@ -26,16 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _peak import peak_rss_mb  # noqa: E402
-
-
-FOUNDATION = ("wash_trade", "price_dislocation")
-
-
-def _detector_config(which: str) -> dict | None:
-    from detectors import REGISTRY
-
-    return None if which == "all" else {n: False for n in REGISTRY if n not in FOUNDATION}
+from _common import FOUNDATION, detector_config, peak_rss_mb  # noqa: E402
 
 
 def _arrow_run(market: str, db: str, which: str, batch_rows: int, shards: int) -> dict:
@@ -45,7 +36,7 @@ def _arrow_run(market: str, db: str, which: str, batch_rows: int, shards: int) -
 
     inputs = [InputSpec(str(p)) for p in sorted(Path(market, "canonical").glob("*.parquet"))]
     s = run_replay(inputs, db_path=db, ref_dir=Path(market, "ref"), cfg=PipelineConfig(batch_rows=batch_rows, shards=shards),
-                   detector_config=_detector_config(which))
+                   detector_config=detector_config(which))
     return {"events": s.events, "seconds": s.seconds, "alerts": s.alerts,
             "rss_mb": peak_rss_mb()}
 
@@ -78,7 +69,7 @@ def _dict_run(market: str, db: str, which: str, n: int, shards: int) -> dict:
             return Part()
 
     cfg = PipelineConfig(batch_rows=1, shards=shards)
-    flow = build_flow(Source(), RefData.load(Path(market, "ref")), build_detectors(_detector_config(which)),
+    flow = build_flow(Source(), RefData.load(Path(market, "ref")), build_detectors(detector_config(which)),
                       StoreSink(StoreTarget(db)), cfg)
     t0 = time.perf_counter()
     run(flow)

@@ -8,7 +8,7 @@ detector has work to do), replayed end to end (canonical Parquet -> dataflow -> 
 DuckDB + archive, ``flows.jobs.run_replay``) twice: with only ``wash_trade`` and
 ``price_dislocation`` (the foundation) and with every registered detector.  Both runs are
 children of one bench process, one after the other, so they share the machine's conditions;
-each child's peak RSS (``VmHWM``, bench/_peak.py) is its own.  ``--repeat`` alternates the pair
+each child's peak RSS (``VmHWM``, bench/_common.py) is its own.  ``--repeat`` alternates the pair
 and keeps each side's best, which damps the noise of a shared machine.  Target: suite /
 foundation events/s >= 0.5.
 """
@@ -25,18 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _peak import peak_rss_mb  # noqa: E402
+from _common import detector_config, peak_rss_mb  # noqa: E402
 
-FOUNDATION = ("wash_trade", "price_dislocation")
 TARGET_RATIO = 0.5
 
 
 def _run(market: str, db: str, which: str) -> dict:
-    from detectors import REGISTRY, build_detectors
+    from detectors import build_detectors
     from flows.jobs import run_replay
     from replay.merge import InputSpec
 
-    config = {n: False for n in REGISTRY if n not in FOUNDATION} if which == "foundation" else None
+    config = detector_config(which)
     inputs = [InputSpec(str(p)) for p in sorted(Path(market, "canonical").glob("*.parquet"))]
     s = run_replay(inputs, db_path=db, ref_dir=Path(market, "ref"), detector_config=config)
     detectors = sorted(d.name for d in build_detectors(config))  # what ran (some are off by default)

@@ -245,7 +245,7 @@ class BehaviourAnomaly(Detector):
         "market_min_score": ("standard deviations", "smallest surprise of the instrument's own features that alerts"),
         "threshold_quantile": ("fraction", "an owner window must also score at this quantile of all scores so far"),
         "population_alpha": ("fraction", "weight of each window in the population baseline"),
-        "market_history": ("windows", "windows of the instrument's own baseline (rolling median and lower quartile)"),
+        "market_history": ("windows", "windows of the instrument's own baseline (rolling median and quartiles)"),
         "own_alpha": ("fraction", "weight of each window in an owner's own baseline"),
         "own_min_windows": ("windows", "windows of an owner before its own baseline is used"),
         "owner_ttl_windows": ("windows", "an owner's own baseline is dropped after this many windows without it"),
@@ -345,16 +345,7 @@ class BehaviourAnomaly(Detector):
         warm = state.windows >= max(self.warmup_windows, self.own_min_windows)
         alerts = []
         # the instrument's own window
-        # a price moves by whole ticks: on a coin whose tick is 40 bps of its price, one tick up is no surprise
-        p = (parts[0] if state.has_book else parts[1]).column("price").to_numpy()
-        steps = np.abs(np.diff(p))[np.diff(p) != 0] / p[1:][np.diff(p) != 0] * 1e4 if len(p) > 1 else ()
-        if len(steps):
-            state.tick_bps = min(state.tick_bps or np.inf, float(steps.min()))
-        floor = state.market.floor.copy()
-        if state.tick_bps:
-            floor[MARKET_FEATURES.index("return_bps")] = max(floor[MARKET_FEATURES.index("return_bps")],
-                                                             TICK_FLOOR * state.tick_bps)
-        mz = state.market.zscores(mf, floor)
+        mz = state.market.zscores(mf, self._market_floor(state, parts[0] if state.has_book else parts[1]))
         m_score = float(_combine(np.array([list(mz.values())]))[0])
         if warm and state.market.n >= self.warmup_windows and m_score >= self.market_min_score:
             alerts.append(self._alert(window, start, end, None, mf, mz, m_score, self.market_min_score,
@@ -393,6 +384,23 @@ class BehaviourAnomaly(Detector):
             state.windows = 0
             state.drifts += 1
         return alerts
+
+    @staticmethod
+    def _market_floor(state: BehaviourState, trades: pa.Table) -> np.ndarray:
+        """The market features' spread floors, the return's raised to ``TICK_FLOOR`` ticks of the smallest price
+        step seen: a price moves by whole ticks, and on a coin whose tick is 40 bps one tick up is no surprise."""
+        p = trades.column("price").to_numpy()
+        step = np.diff(p)
+        moved = step != 0
+        if moved.any():
+            tick = float((np.abs(step[moved]) / p[1:][moved] * 1e4).min())
+            state.tick_bps = tick if state.tick_bps is None else min(state.tick_bps, tick)
+        floor = state.market.floor
+        if state.tick_bps:
+            floor = floor.copy()
+            i = MARKET_FEATURES.index("return_bps")
+            floor[i] = max(floor[i], TICK_FLOOR * state.tick_bps)
+        return floor
 
     def _owner_z(self, state: BehaviourState, ow) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
         """Each owner's surprises (the smallest of the three baselines'), scores, basis, own-baseline rows."""

@@ -94,6 +94,11 @@ class RoundTripState:
     chains: dict[tuple[str, str], _Run | dict] = field(default_factory=dict)
 
 
+def _last(chain: _Run | dict) -> dict:
+    """The pair's latest trade: a run's last, or the lone trade itself."""
+    return chain if isinstance(chain, dict) else chain.last
+
+
 def _maker(r: dict) -> str | None:
     """The owner whose resting order the trade hit (None when the aggressor side is unknown)."""
     side = r["side"]
@@ -160,7 +165,7 @@ class RoundTrip(Detector):
             b, s = r["buy_owner"], r["sell_owner"]
             pair = (b, s) if b < s else (s, b)
             ch = state.chains.get(pair)
-            prev = ch if ch is None or isinstance(ch, dict) else ch.last
+            prev = None if ch is None else _last(ch)
             if prev is None or r["sell_owner"] != prev["buy_owner"] or ts - prev["ts"] > window:
                 state.chains[pair] = r  # no reversal of the pair's previous trade: a new run may start here
                 continue
@@ -187,8 +192,7 @@ class RoundTrip(Detector):
         if state.last_ns >= state.sweep_ns:
             # memory only: a run past the window is replaced by the pair's next trade anyway
             old = state.last_ns - window
-            state.chains = {k: c for k, c in state.chains.items()
-                            if (c if isinstance(c, dict) else c.last)["ts"] >= old}
+            state.chains = {k: c for k, c in state.chains.items() if _last(c)["ts"] >= old}
             state.sweep_ns = state.last_ns + window // 4
         return [self._alert(ch, pair, instrument, turns) for (pair, _), (ch, turns) in due.items()]
 

@@ -1,7 +1,16 @@
-"""Peak resident memory of this process, for the benches' per-child figures."""
+"""What several benches share: the foundation's detectors, and a child process's own peak memory."""
 from __future__ import annotations
 
 import resource
+
+FOUNDATION = ("wash_trade", "price_dislocation")  # the foundation's detectors: the end-to-end targets are theirs
+
+
+def detector_config(which: str) -> dict | None:
+    """``"foundation"``: every registered detector but the foundation's switched off; ``"all"``: the defaults."""
+    from detectors import REGISTRY
+
+    return {n: False for n in REGISTRY if n not in FOUNDATION} if which == "foundation" else None
 
 
 def peak_rss_mb() -> float:
