@@ -4,6 +4,7 @@ false alerts per million events on clean markets.
     python bench/bench_accuracy.py                    # 10 seeds × 30 minutes, every episode type
     python bench/bench_accuracy.py --quick            # 3 seeds × 30 minutes (iteration)
     python bench/bench_accuracy.py --seeds 3 --minutes 40 --clean-seeds 1
+    python bench/bench_accuracy.py --only front_running,layering   # same markets, two detectors
 
 Each seed is a fresh market with every labelled type of the catalogue (``--episodes all``)
 and its look-alikes (market makers cancelling most of their quotes, arbitrageurs, honest
@@ -133,7 +134,8 @@ def report(labelled: list[dict], clean: list[dict], registered: list[str], args)
     print(hdr)
     print("-" * len(hdr))
     misses = 0
-    for det in sorted(set(registered) | set(totals) | set(clean_alerts)):
+    # with --only, the other types' episodes are in the market but not scored
+    for det in sorted(registered if args.only else set(registered) | set(totals) | set(clean_alerts)):
         t = totals[det]
         rt = rates(t) if t["episodes"] > 0 and det in registered else None
         per_m = clean_alerts[det] / ev_clean * 1e6 if ev_clean and det in registered else None
@@ -171,16 +173,18 @@ def report(labelled: list[dict], clean: list[dict], registered: list[str], args)
         for k, n in r["confusion"].items():
             conf[k] += n
         for t, eps in r["missed"].items():
-            missed[t] += [{**e, "seed": r["seed"]} for e in eps]
+            if not args.only or t in registered:
+                missed[t] += [{**e, "seed": r["seed"]} for e in eps]
     print("\nalerts on look-alikes (detector <- look-alike type):",
           ", ".join(f"{k.replace('|', ' <- ')}: {n}" for k, n in sorted(la.items())) or "none")
     print("other false positives (detector <- labelled episode of another type / background):",
           ", ".join(f"{k.replace('|', ' <- ')}: {n}" for k, n in sorted(conf.items(), key=lambda kv: -kv[1])) or "none")
     if missed:
-        print("missed episodes (first 3 of each type):")
+        first = None if args.only else 3  # --only: every miss of the few types looked at
+        print(f"missed episodes ({'all' if first is None else f'first {first}'} of each type):")
         for t, eps in sorted(missed.items()):
             shown = "; ".join(f"seed {e['seed']} {e['id']} {e['instrument']} {e['seconds']}s {_short(e['params'])}"
-                              for e in eps[:3])
+                              for e in eps[:first])
             print(f"  {t} ({len(eps)}): {shown}")
     dead = sum(r["dead_letters"] for r in labelled + clean)
     late = sum(r["late_events"] for r in labelled + clean)
@@ -206,6 +210,10 @@ def main() -> None:
     ap.add_argument("--tolerance", type=float, default=60.0, help="match slack in seconds (replay.evaluate)")
     ap.add_argument("--jobs", type=int, default=1, help="markets at once (each its own process)")
     ap.add_argument("--workdir", help="where markets are generated (default: the system temp dir)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="labelled seeds are FIRST_SEED.. (check a change on seeds it was not tuned on)")
+    ap.add_argument("--only", help="comma-separated detectors to run and score (default: every registered one); "
+                                   "the markets still hold every episode type")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--detectors", help=argparse.SUPPRESS)  # the parent's registry, for its children
     args = ap.parse_args()
@@ -221,12 +229,18 @@ def main() -> None:
 
     from detectors import REGISTRY
 
-    jobs = [(s, False) for s in range(args.seeds)] + [(CLEAN_SEED_BASE + s, True) for s in range(n_clean)]
+    registered = list(REGISTRY)
+    if args.only:
+        registered = args.only.split(",")
+        unknown = sorted(set(registered) - set(REGISTRY))
+        if unknown:
+            ap.error(f"unknown detector(s) {', '.join(unknown)}; registered: {', '.join(REGISTRY)}")
+    jobs = [(args.first_seed + s, False) for s in range(args.seeds)] + [(CLEAN_SEED_BASE + s, True) for s in range(n_clean)]
     t0 = time.perf_counter()
 
     def one(job):
         seed, clean = job
-        r = child(seed, args, clean, list(REGISTRY))
+        r = child(seed, args, clean, registered)
         print(f"{'clean' if clean else 'seed'} {seed}: {r['events']:,} events, "
               f"{sum(r['alerts_by_detector'].values())} alerts, generated {r['generate_s']:.0f}s, "
               f"replayed {r['replay_s']:.0f}s ({r['events'] / r['replay_s']:,.0f} events/s), "
@@ -235,7 +249,7 @@ def main() -> None:
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(one, jobs))
-    report([r for r in results if not r["clean"]], [r for r in results if r["clean"]], list(REGISTRY), args)
+    report([r for r in results if not r["clean"]], [r for r in results if r["clean"]], registered, args)
 
 
 if __name__ == "__main__":
