@@ -197,7 +197,8 @@ def _trade_from(a: dict, b: dict | None) -> dict:
 @dataclass
 class DedupState:
     seen: set = field(default_factory=set)
-    order: deque = field(default_factory=deque)  # (ts, key) in arrival order, for eviction
+    # the keys of ``seen`` in arrival order for eviction, one chunk per batch: [ts array, keys, first live]
+    chunks: deque = field(default_factory=deque)
     max_seen_ns: int = _MIN
 
 
@@ -234,25 +235,45 @@ class Deduplicator:
                           pc.if_else(is_order, pc.binary_join_element_wise(
                               pc.fill_null(events.column("platform"), ""), events.column("exec_id"), "/x/"), None))
         ts = events.column("ts").cast(pa.int64()).to_numpy()
+        rows = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
+        batch = keys.filter(pc.is_valid(keys)).to_pylist()
         dups: list[tuple[int, str]] = []
-        seen, order = st.seen, st.order
-        for i, k in enumerate(keys.to_pylist()):
-            if k is None:
-                continue
-            if k in seen:
-                venue_or_platform, kind_tag, ident = k.partition("/t/") if "/t/" in k else k.partition("/x/")
-                dups.append((i, f"duplicate trade id {ident} on venue {venue_or_platform}" if kind_tag == "/t/"
-                             else f"duplicate exec id {ident} from platform {venue_or_platform}"))
-            else:
-                seen.add(k)
-                order.append((int(ts[i]), k))
+        seen = st.seen
+        if len(set(batch)) == len(batch) and seen.isdisjoint(batch):  # no repeat: the usual case, in C
+            seen.update(batch)
+            kept_ts, kept = ts[rows], batch
+        else:
+            fresh = np.ones(len(batch), dtype=bool)
+            for j, k in enumerate(batch):
+                if k in seen:
+                    fresh[j] = False
+                    venue_or_platform, kind_tag, ident = k.partition("/t/") if "/t/" in k else k.partition("/x/")
+                    dups.append((int(rows[j]), f"duplicate trade id {ident} on venue {venue_or_platform}"
+                                 if kind_tag == "/t/" else f"duplicate exec id {ident} from platform {venue_or_platform}"))
+                else:
+                    seen.add(k)
+            kept_ts, kept = ts[rows[fresh]], [k for k, f in zip(batch, fresh) if f]
+        if kept:
+            st.chunks.append([kept_ts, kept, 0])
         if len(ts):
             st.max_seen_ns = max(st.max_seen_ns, int(ts.max()))
-        horizon = st.max_seen_ns - self.window_ns
-        while order and order[0][0] < horizon:
-            seen.discard(order.popleft()[1])
+        self._evict(st.max_seen_ns - self.window_ns)
         if not dups:
             return events, dups
         mask = np.ones(events.num_rows, dtype=bool)
         mask[[i for i, _ in dups]] = False
         return events.filter(pa.array(mask)), dups
+
+    def _evict(self, horizon: int) -> None:
+        """Forget keys in arrival order up to the first one not older than ``horizon`` (as a
+        per-key queue would: a key that arrived late behind a newer one waits for it)."""
+        chunks, seen = self.state.chunks, self.state.seen
+        while chunks:
+            c_ts, c_keys, first = chunks[0]
+            younger = np.flatnonzero(c_ts[first:] >= horizon)
+            stop = first + int(younger[0]) if len(younger) else len(c_keys)
+            seen.difference_update(c_keys[first:stop])
+            if stop < len(c_keys):
+                chunks[0][2] = stop
+                return
+            chunks.popleft()

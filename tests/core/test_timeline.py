@@ -4,7 +4,7 @@ import pyarrow as pa
 from hypothesis import given, settings, strategies as st
 
 from surveil.schemas import sort_events
-from surveil.timeline import Timeline
+from surveil.timeline import Deduplicator, Timeline
 from tests.conftest import S, events
 
 
@@ -102,3 +102,34 @@ def test_pairing_does_not_depend_on_batch_size(batch):
     ref, _ = feed(Timeline(500, 1000), table, table.num_rows)
     out, _ = feed(Timeline(500, 1000), table, batch)
     assert out.equals(ref) and len(trades_of(out)) == 4
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 7), seed=st.integers(0, 1_000))
+def test_repeats_within_the_window_are_dropped_and_later_ones_kept_whatever_the_batches(batch, seed):
+    """A trade id resent 1-2 s later is a duplicate; sent again 30 s later (window 10 s) it is a
+    new trade: the key was forgotten.  One event a second, so no batch (<= 7 s) straddles the window."""
+    rng = np.random.default_rng(seed)
+    ids: list[str] = []
+    for t in range(120):
+        back = rng.choice([0, 1, 2, 30], p=[0.7, 0.1, 0.1, 0.1])
+        ids.append(ids[t - back] if back and t >= back else f"T{t}")
+    # the expected repeat flags, by brute force over what was kept in the last 10 s
+    kept: dict[str, int] = {}
+    expected = []
+    for t, k in enumerate(ids):
+        dup = k in kept and t - kept[k] <= 10
+        expected.append(dup)
+        if not dup:
+            kept[k] = t
+    table = events(ts=np.arange(120.0), kind=["trade"] * 120, venue=["V"] * 120, instrument=["X"] * 120,
+                   price=[1.0] * 120, qty=[1.0] * 120, trade_id=ids)
+    d = Deduplicator(10_000)
+    flagged = []
+    for start in range(0, 120, batch):
+        fresh, dups = d.split(table.slice(start, batch))
+        assert fresh.num_rows + len(dups) == min(batch, 120 - start)
+        flagged += [start + i for i, _ in dups]
+        assert all(reason == f"duplicate trade id {ids[start + i]} on venue V" for i, reason in dups)
+    assert flagged == [t for t, dup in enumerate(expected) if dup]
+    assert any(expected) and len(d.state.seen) <= 12  # memory: only the last window's keys
