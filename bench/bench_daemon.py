@@ -2,12 +2,16 @@
 
     python bench/bench_daemon.py                       # 10k and 50k events/s for 60 s each, then the max
     python bench/bench_daemon.py --rates 50000 --seconds 600   # the 10-minute RSS run
+    python bench/bench_daemon.py --detectors foundation      # transports, timeline and store with two detectors
+
+``--detectors foundation`` runs only ``wash_trade`` and ``price_dislocation``: the daemon's own
+ceiling (Kafka, decoding, timeline, store) apart from what the rest of the suite costs.
 
 A producer thread in this process writes canonical JSON trades to a topic of librdkafka's
 mock cluster at a fixed rate, stamped with the wall clock (``ts`` = send time), for three
 instruments on the shared book between accounts of both platforms; one trade a second is
 a cross-platform self-match (a wash trade), so the ``wash_trade`` alert is revised once a
-second.  ``surveil run`` (a child process, all detectors on) reads the topic.  From its
+second.  ``surveil run`` (a child process, every detector on by default) reads the topic.  From its
 ``/metrics``:
 
 * latency: ``surveil_alert_latency_seconds`` — the wash trade's send time (its event time)
@@ -40,6 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.daemon.harness import Daemon, free_port, http_get, metric, write_config  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import FOUNDATION  # noqa: E402
 
 INSTRUMENTS = (("BTC-USDT", 60_000.0), ("ETH-USDT", 3_000.0), ("SOL-USDT", 150.0))
 
@@ -140,14 +147,19 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_rate(rate: int, seconds: float, kafka, addr: str, work: Path, accounts) -> dict:
+def run_rate(rate: int, seconds: float, kafka, addr: str, work: Path, accounts, which: str = "all") -> dict:
+    from detectors import REGISTRY
+
     topic = f"bench-{rate}-{time.monotonic_ns()}"
     mport = free_port()
-    cfg = write_config(work / f"d{rate}.toml", {
+    sections = {
         "store": {"db": f"d{rate}.duckdb"}, "reference": {"dir": "ref"},
         "pipeline": {"max_lateness_ms": 50, "max_skew_ms": 0, "idle_release_ms": 200, "batch_rows": 8192},
         "metrics": {"address": f"127.0.0.1:{mport}"},
-    }, [{"name": "kafka", "type": "kafka", "brokers": [addr], "topics": [topic], "format": "json"}])
+    }
+    if which == "foundation":
+        sections["detectors"] = {n: {"enabled": False} for n in REGISTRY if n not in FOUNDATION}
+    cfg = write_config(work / f"d{rate}.toml", sections, [{"name": "kafka", "type": "kafka", "brokers": [addr], "topics": [topic], "format": "json"}])
     kafka.produce(topic, value=b"{}", partition=0)  # creates the topic (auto-create), a dead letter at offset 0
     kafka.flush(10)
     d = Daemon(cfg).start()
@@ -191,6 +203,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="10000,50000", help="comma-separated events/s")
     ap.add_argument("--seconds", type=float, default=60.0, help="run length per rate")
+    ap.add_argument("--detectors", choices=("all", "foundation"), default="all",
+                    help="every detector (default) or the foundation's two")
     ap.add_argument("--max", action="store_true", help="also search the highest sustainable rate (doubling, then halving)")
     args = ap.parse_args()
     from confluent_kafka import Producer as KafkaProducer
@@ -205,17 +219,17 @@ def main() -> None:
     try:
         rates = [int(r) for r in args.rates.split(",")]
         for rate in rates:
-            results.append(run_rate(rate, args.seconds, kafka, addr, work, accounts))
+            results.append(run_rate(rate, args.seconds, kafka, addr, work, accounts, args.detectors))
             _print([results[-1]])
         if args.max:
             rate = max(rates)
             while results[-1]["kept_up"]:
                 rate *= 2
-                results.append(run_rate(rate, args.seconds, kafka, addr, work, accounts))
+                results.append(run_rate(rate, args.seconds, kafka, addr, work, accounts, args.detectors))
                 _print([results[-1]])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("\nsummary (targets: 50,000 events/s sustained, p99 < 250 ms, RSS growth < 10%)")
+    print(f"\nsummary, detectors: {args.detectors} (targets: 50,000 events/s sustained, p99 < 250 ms, RSS growth < 10%)")
     _print(results)
 
 
