@@ -10,10 +10,12 @@ Rules, all per row and so independent of how the input was cut into batches:
 - an event is **late** when its ``ts`` is more than ``max_lateness_ms`` behind the
   largest ``ts`` seen before it; late events go to ``late_events`` (and the
   archive), never into the detectors;
-- events are held until the watermark ``max_seen - max_lateness`` passes them by
-  ``pair_window_ms`` more, then released sorted.  Everything released later sorts
-  after everything released now, so the concatenation of all releases is one
-  sorted sequence whatever the batch sizes.
+- events are released sorted once the watermark ``max_seen - max_lateness`` passes
+  them — except that a FIX fill is held until the watermark passes it by
+  ``pair_window_ms`` more (below), and with it every later event, as releases stay in
+  order.  A stream without fills waits for the lateness alone.  Everything released
+  later sorts after everything released now, so the concatenation of all releases is
+  one sorted sequence whatever the batch sizes.
 
 FIX drop copies give each side of a match as its own fill, possibly on two
 platforms' sessions.  A trade is rebuilt from the two fills sharing a TrdMatchID
@@ -55,6 +57,7 @@ class TimelineState:
     max_seen_ns: int = _MIN
     pending: dict[str, dict] = field(default_factory=dict)  # trade_id -> released fill awaiting its partner
     released_until_ns: int = _MIN
+    fill_ts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # held FIX fills' ts, sorted
 
 
 class Timeline:
@@ -87,7 +90,21 @@ class Timeline:
                 .append_column("watermark", pa.array(threshold[late_mask]).cast(LATE_SCHEMA.field("watermark").type))
             events = events.filter(pa.array(~late_mask))
         self._hold(events)
-        return self._release(st.max_seen_ns - self.lateness_ns - self.window_ns), late
+        return self._release(self._release_point()), late
+
+    def _release_point(self) -> int:
+        """The watermark, held back to the first FIX fill the pair window still keeps waiting.
+
+        Fills before ``watermark - pair_window`` go (their partners, if any, are in); so does
+        everything before the first fill that must still wait — the other events need not wait
+        for a partner, and a feed without fills (trades already paired, quotes) waits for the
+        lateness alone.
+        """
+        st = self.state
+        watermark = st.max_seen_ns - self.lateness_ns
+        paired_until = watermark - self.window_ns
+        waiting = st.fill_ts[np.searchsorted(st.fill_ts, paired_until, side="left"):]
+        return watermark if len(waiting) == 0 else max(paired_until, min(watermark, int(waiting[0])))
 
     def flush(self) -> pa.Table:
         """Release everything held (end of input)."""
@@ -114,6 +131,9 @@ class Timeline:
             return
         events = sort_events(events)
         ts = events.column("ts").cast(pa.int64()).to_numpy()
+        fills = ts[pc.fill_null(_fix_fills(events), False).to_numpy(zero_copy_only=False)]
+        if len(fills):
+            st.fill_ts = np.sort(np.concatenate((st.fill_ts, fills)))
         if st.buffer.num_rows == 0:
             st.buffer, st.buffer_ts = events, ts
         elif ts[0] > st.buffer_ts[-1] or (ts[0] == st.buffer_ts[-1] and _key(events, 0) >= _key(st.buffer, -1)):
@@ -135,15 +155,13 @@ class Timeline:
             return empty_events()
         chunk = st.buffer.slice(0, n)
         st.buffer, st.buffer_ts = st.buffer.slice(n), st.buffer_ts[n:]
+        st.fill_ts = st.fill_ts[np.searchsorted(st.fill_ts, until_ns, side="left"):]
         trades = self._pair(chunk)
         return sort_events(pa.concat_tables([chunk, trades])) if trades.num_rows else chunk
 
     # -- FIX fill pairing -----------------------------------------------------------
     def _pair(self, chunk: pa.Table) -> pa.Table:
-        is_fix_fill = pc.and_(pc.and_(pc.equal(chunk.column("feed"), Feed.FIX.value),
-                                      pc.equal(chunk.column("action"), Action.FILL.value)),
-                              pc.is_valid(chunk.column("trade_id")))
-        fills = chunk.filter(pc.fill_null(is_fix_fill, False))
+        fills = chunk.filter(pc.fill_null(_fix_fills(chunk), False))
         if fills.num_rows == 0:
             return empty_events()
         st = self.state
@@ -168,6 +186,12 @@ class Timeline:
                     trades.append(_trade_from(other, None))
                 trades.append(_trade_from(f, None))
         return pa.Table.from_pylist(trades, schema=EVENT_SCHEMA) if trades else empty_events()
+
+
+def _fix_fills(table: pa.Table) -> pa.ChunkedArray:
+    """Per row: a FIX fill with a match id (one side of a trade, to pair); null where unknown."""
+    return pc.and_(pc.and_(pc.equal(table.column("feed"), Feed.FIX.value),
+                           pc.equal(table.column("action"), Action.FILL.value)), pc.is_valid(table.column("trade_id")))
 
 
 def _key(table: pa.Table, i: int) -> tuple:

@@ -56,6 +56,9 @@ def test_output_does_not_depend_on_batch_size(batch, lateness_ms, seed):
     assert out.equals(ref_out) and late.equals(ref_late)
 
 
+EVENT_COLUMNS = events(ts=[0.0]).column_names
+
+
 def fills(rows):
     """FIX fills: (ts_s, platform, side, account, trade_id, aggressor)."""
     n = len(rows)
@@ -133,3 +136,48 @@ def test_repeats_within_the_window_are_dropped_and_later_ones_kept_whatever_the_
         assert all(reason == f"duplicate trade id {ids[start + i]} on venue V" for i, reason in dups)
     assert flagged == [t for t, dup in enumerate(expected) if dup]
     assert any(expected) and len(d.state.seen) <= 12  # memory: only the last window's keys
+
+
+def test_only_a_fill_waiting_for_its_partner_holds_the_stream_back():
+    """Lateness 0.5 s, pair window 1 s: trades go once the watermark passes them; a fill waits a
+    second more for its other side, and the events behind it wait with it (releases stay in order)."""
+    tl = Timeline(max_lateness_ms=500, pair_window_ms=1000)
+
+    def tape(ts, seq0):
+        return events(ts=ts, kind=["trade"] * len(ts), venue=["REFX"] * len(ts), instrument=["X"] * len(ts),
+                      src=pa.array([2] * len(ts), pa.int32()), src_seq=pa.array(range(seq0, seq0 + len(ts))))
+
+    def released(table):
+        out, _ = tl.push(table)
+        return [t / S for t in out.column("ts").cast(pa.int64()).to_pylist()], out
+
+    assert released(tape([1.0, 2.0, 3.0, 4.0], 0))[0] == [1.0, 2.0, 3.0]  # the watermark is 3.5 s
+    # a fill at 4.2 s: the watermark (4.5 s) lets 4.0 s go, and the fill holds 4.5 s back
+    assert released(pa.concat_tables([fills([(4.2, "HK", "buy", "hk1", "M1", True)]),
+                                      tape([4.5, 5.0], 4).select(EVENT_COLUMNS)]))[0] == [4.0]
+    assert released(fills([(5.1, "OV", "sell", "ov1", "M1", False)]))[0] == []  # its partner: the window is open
+    ts, out = released(tape([7.0], 6))  # watermark 6.5 s: both fills are past their window
+    assert ts == [4.2, 4.5, 5.0, 5.1, 5.1]
+    assert trades_of(out.filter(pa.compute.equal(out.column("trade_id"), "M1"))) == [
+        {"trade_id": "M1", "side": "buy", "buy_account": "hk1", "sell_account": "ov1", "buy_platform": "HK",
+         "sell_platform": "OV"}]
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 60), seed=st.integers(0, 50))
+def test_trades_and_fills_together_do_not_depend_on_batch_size(batch, seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    match_ts = rng.uniform(0, 30, n)  # the other side's fill follows within the pair window
+    pairs = fills([(float(t), "HK", "buy", f"h{i}", f"M{i}", True) for i, t in enumerate(match_ts)]
+                  + [(float(t) + rng.uniform(0, 0.8), "OV", "sell", f"o{i}", f"M{i}", False)
+                     for i, t in enumerate(match_ts)])
+    tape = events(ts=rng.uniform(0, 30, 60), kind=["trade"] * 60, venue=["REFX"] * 60, instrument=["X"] * 60,
+                  src=pa.array([2] * 60, pa.int32()), src_seq=pa.array(range(60)))
+    table = pa.concat_tables([pairs, tape.select(pairs.column_names)])
+    # arrival order: event time plus up to 0.4 s of jitter, within the 0.5 s lateness
+    table = table.take(pa.array(np.argsort(table.column("ts").cast(pa.int64()).to_numpy() + rng.uniform(0, 4e8, 2 * n + 60))))
+    ref_out, ref_late = feed(Timeline(500, 1000), table, table.num_rows)
+    out, late = feed(Timeline(500, 1000), table, batch)
+    assert out.equals(ref_out) and late.equals(ref_late) and late.num_rows == 0
+    assert len(trades_of(out)) == 60 + n  # the tape's and one per match
