@@ -1,6 +1,7 @@
-"""Marking the close: thresholds either side, look-alikes (news jump on every venue, a price that
-holds after the fixing, a taker at its usual pace, a one-way taker, a chaser of a move under way,
-one large order), configured fixing times, and the contract market.
+"""Marking the close: thresholds either side, a busy taker's campaign among its own trades both ways,
+look-alikes (news jump on every venue, a price that holds after the fixing, a taker at its usual
+pace, a one-way taker, a chaser of a move under way, one large order, a surge the whole venue piles
+into), configured fixing times, and the contract market.
 
 Fixings every 30 minutes (``FIX`` = 00:30 UTC); ``tape`` lays down two-way background trades of size 1
 on SHARED and REFX every 2 s from 10 minutes before the fixing to 70 s after it (BG1 and BG2 take
@@ -107,22 +108,23 @@ def test_move_threshold():
     assert alerts(scenario(step_bps=3.3)) == []  # 19.8 bps
 
 
-def test_trades_threshold():
-    assert len(alerts(scenario(n=7, step_bps=10), min_trades=7)) == 1
-    assert alerts(scenario(n=6, step_bps=10), min_trades=7) == []
+def test_net_trades_threshold():
+    assert len(alerts(scenario(n=7, step_bps=10), min_net_trades=7)) == 1
+    assert alerts(scenario(n=6, step_bps=10), min_net_trades=7) == []
 
 
-def test_one_sidedness():
-    # 8 buys and 1 / 2 sells among them: chance 2.0% / 5.5% (binomial, even odds)
-    assert len(alerts(scenario(n=8, opposite=1), max_side_pvalue=0.05)) == 1
-    assert alerts(scenario(n=8, opposite=2), max_side_pvalue=0.05) == []
+def test_trades_the_other_way_net_out():
+    # 8 buys and 1 / 2 sells among them: net 7 / 6
+    (a,) = alerts(scenario(n=8, opposite=1), min_net_trades=7)
+    assert (a.metrics["trades"], a.metrics["trades_against"]) == (8, 1)
+    assert alerts(scenario(n=8, opposite=2), min_net_trades=7) == []
 
 
 def test_out_of_habit_threshold():
     (a,) = alerts(scenario())
-    p = a.metrics["share_pvalue"]
-    assert len(alerts(scenario(), max_share_pvalue=p * 1.01)) == 1
-    assert alerts(scenario(), max_share_pvalue=p * 0.99) == []
+    p = a.metrics["net_pvalue"]
+    assert len(alerts(scenario(), max_net_pvalue=p * 1.01)) == 1
+    assert alerts(scenario(), max_net_pvalue=p * 0.99) == []
 
 
 def test_reversion_threshold():
@@ -141,11 +143,55 @@ def test_price_that_stays_after_the_fixing_does_not_alert():
 
 
 def test_taker_at_its_usual_pace_is_not_out_of_habit():
-    # M1 took liquidity every 10 s (both ways) all along; its six buys in the last minute are its routine
+    # M1 took liquidity every 10 s (both ways, a sixth of the venue's takes) all along: six buys net in the
+    # last minute, where its habit gives about one, are 3% likely — its routine, not a campaign
     usual = [trade(t + 0.2, "SHARED", "buy" if k % 2 else "sell", 100.0, 1.0,
                    *(("M1", "CP") if k % 2 else ("CP", "M1")))
              for k, t in enumerate(np.arange(FIX - 600, FIX - 60, 10.0))]
     assert alerts(scenario(extra=usual)) == []
+    (a,) = alerts(scenario(extra=usual), max_net_pvalue=0.05)
+    assert 0.01 < a.metrics["net_pvalue"] < 0.05
+
+
+def crowd(price, every=0.5):
+    """Other takers X0..X6 both ways in turn, a trade every ``every`` s, at the SHARED price."""
+    return [trade(float(t) + 0.25, "SHARED", "buy" if k % 2 else "sell", price(float(t) + 0.25), 1.0,
+                  *((f"X{k % 7}", "CP") if k % 2 else ("CP", f"X{k % 7}")))
+            for k, t in enumerate(np.arange(FIX - 600, FIX + 70, every))]
+
+
+def busy_campaign(every=15.0):
+    """M1 takes both ways in turn every ``every`` s for the whole 10 minutes, in a venue where the crowd
+    takes every 0.5 s, and over the last 4 minutes buys 20 more times, each 4 bps higher."""
+    ep, price = marking(n=20, lead=240.0, step_bps=4.0)
+    routine = [trade(float(t) + 0.35, "SHARED", "buy" if k % 2 else "sell", price(float(t) + 0.35), 1.0,
+                     *(("M1", "CP") if k % 2 else ("CP", "M1")))
+               for k, t in enumerate(np.arange(FIX - 600, FIX, every))]
+    return tape(price=price) + ep + routine + crowd(price)
+
+
+def test_busy_taker_trading_both_ways_is_found_by_its_net_flow():
+    # Its own trades both ways surround the campaign (a quarter of its takes in it are sells); what
+    # gives it away is the net: ~20 buys more than its habit of even two-way trading would give.
+    (a,) = alerts(busy_campaign())
+    assert a.owners == ["M1"] and a.metrics["side"] == "buy"
+    assert a.metrics["trades_against"] >= 0.25 * a.metrics["trades"] and a.metrics["net_pvalue"] < 1e-5
+    assert a.metrics["move_bps"] > 60 and a.evidence.num_rows == a.metrics["trades"]
+    # twice as busy, its routine could make that net by chance
+    assert alerts(busy_campaign(every=7.5)) == []
+
+
+def test_a_surge_the_whole_venue_piles_into_is_not_a_marked_close():
+    # the crowd takes five times as fast over the last 2 minutes: the move is the crowd's, M1 one of many
+    ep, price = marking(n=8, lead=100.0)
+    fast = [r for r in crowd(price, every=0.125) if r["ts"] >= FIX - 120 and r["ts"] < FIX]
+    rows = tape(price=price) + ep + crowd(price) + fast
+    assert alerts(rows) == []
+    (a,) = alerts(rows, max_pace_multiple=10.0)
+    pace = a.metrics["pace_multiple"]
+    assert pace > 3
+    assert len(alerts(rows, max_pace_multiple=pace * 1.01)) == 1
+    assert alerts(rows, max_pace_multiple=pace * 0.99) == []
 
 
 def test_one_way_taker_is_named_only_out_of_habit():
@@ -182,9 +228,9 @@ def test_daily_fixing_times():
 
 
 def test_validation():
-    for bad in ({"fixing_every_ms": 0}, {"fixing_times_utc": "25:00"}, {"window_ms": 0}, {"min_side_share": 0.2},
-                {"max_side_pvalue": 0.0}, {"max_share_pvalue": 0.0}, {"revert_ms": 0}, {"habit_ms": 0},
-                {"min_revert_share": 1.5}, {"max_prior_move_share": 0.0}):
+    for bad in ({"fixing_every_ms": 0}, {"fixing_times_utc": "25:00"}, {"window_ms": 0}, {"min_net_trades": 0},
+                {"max_net_pvalue": 0.0}, {"max_net_pvalue": 1.5}, {"revert_ms": 0}, {"habit_ms": 0},
+                {"min_revert_share": 1.5}, {"max_prior_move_share": 0.0}, {"max_pace_multiple": 0.0}):
         with pytest.raises(ValueError):
             MarkingTheClose(**bad)
 
@@ -196,6 +242,18 @@ def test_same_alerts_in_any_batching():
     st, got = d.new_state(), []
     for i in range(t.num_rows):
         got += d.update(st, d.select(t.slice(i, 1)))
+    got += d.flush(st)
+    assert len(got) == 1 and [a.alert_id for a in got] == [a.alert_id for a in alerts(rows)]
+
+
+def test_busy_campaign_same_alerts_in_any_batching():
+    # the habit, the net and the pace are read by event time: batches of 37 rows give the one-batch alert
+    rows = busy_campaign()
+    t = table(rows)
+    d = MarkingTheClose(fixing_every_ms=EVERY)
+    st, got = d.new_state(), []
+    for i in range(0, t.num_rows, 37):
+        got += d.update(st, d.select(t.slice(i, 37)))
     got += d.flush(st)
     assert len(got) == 1 and [a.alert_id for a in got] == [a.alert_id for a in alerts(rows)]
 
