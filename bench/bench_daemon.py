@@ -17,6 +17,8 @@ second.  ``surveil run`` (a child process, every detector on by default) reads t
 * latency: ``surveil_alert_latency_seconds`` — the wash trade's send time (its event time)
   to the alert revision being committed to DuckDB; p50/p99 interpolated in the histogram's
   buckets, max bounded by the bucket holding it;
+* batch latency: ``surveil_batch_latency_seconds`` — a batch's newest event received to its
+  rows archived (every event's path through the dataflow, detectors or not);
 * sustained rate: events the daemon decoded per second over the run, against the rate
   offered, and Kafka consumer lag at the end (``bytewax_kafka_consumer_lag``);
 * RSS of the daemon process after warm-up and at the end (``/proc/<pid>/status``).
@@ -189,11 +191,13 @@ def run_rate(rate: int, seconds: float, kafka, addr: str, work: Path, accounts, 
         got = metric(text, "surveil_events_in_total")
         rss_end = rss_mb(d.proc.pid)
         lat = histogram_quantiles(text, "surveil_alert_latency_seconds")
+        batch = histogram_quantiles(text, "surveil_batch_latency_seconds")
         return {"rate": rate, "offered": offered, "sent": prod.sent, "decoded": int(got),
                 "sustained": got / max(span, 1e-9) if got < prod.sent else offered,
                 "kept_up": got >= prod.sent, "lag_end": metric(text, "bytewax_kafka_consumer_lag"),
                 "alerts": int(metric(text, "surveil_alerts_total")),
-                "late": int(metric(text, "surveil_late_events_total")), "rss_start": rss_start, "rss_end": rss_end, **lat}
+                "late": int(metric(text, "surveil_late_events_total")), "rss_start": rss_start, "rss_end": rss_end, **lat,
+                "batch_p50": batch.get("p50", float("nan")), "batch_p99": batch.get("p99", float("nan"))}
     finally:
         if d.alive():
             d.stop(signal.SIGTERM, timeout=120)
@@ -235,13 +239,15 @@ def main() -> None:
 
 def _print(rows: list[dict]) -> None:
     print(f"{'offered/s':>10} {'sent':>9} {'decoded':>9} {'sustained/s':>11} {'kept up':>7} {'lag':>7} "
-          f"{'alerts':>6} {'late':>7} {'p50 ms':>7} {'p99 ms':>7} {'max<=ms':>7} {'RSS MB start':>12} {'end':>6} {'growth':>7}")
+          f"{'alerts':>6} {'late':>7} {'p50 ms':>7} {'p99 ms':>7} {'max<=ms':>7} {'batch p50':>9} {'p99':>7} "
+          f"{'RSS MB start':>12} {'end':>6} {'growth':>7}")
     for r in rows:
         growth = (r["rss_end"] / r["rss_start"] - 1) * 100 if r["rss_start"] else float("nan")
         print(f"{r['offered']:>10,.0f} {r['sent']:>9,} {r['decoded']:>9,} {r['sustained']:>11,.0f} "
               f"{'yes' if r['kept_up'] else 'NO':>7} {r['lag_end']:>7,.0f} {r['alerts']:>6} {r['late']:>7,} "
               f"{r.get('p50', float('nan')) * 1e3:>7.1f} {r.get('p99', float('nan')) * 1e3:>7.1f} "
-              f"{(r['max_le'] or float('nan')) * 1e3:>7.0f} {r['rss_start']:>12.0f} {r['rss_end']:>6.0f} {growth:>6.1f}%")
+              f"{(r['max_le'] or float('nan')) * 1e3:>7.0f} {r['batch_p50'] * 1e3:>9.1f} {r['batch_p99'] * 1e3:>7.1f} "
+              f"{r['rss_start']:>12.0f} {r['rss_end']:>6.0f} {growth:>6.1f}%")
 
 
 if __name__ == "__main__":
