@@ -288,6 +288,15 @@ class _StorePartition(StatefulSinkPartition):
         self.derived = 0
 
     def write_batch(self, items: list[tuple[str, Any]]) -> None:
+        # every detector's alerts in these items go in one transaction: a commit per detector per
+        # batch was a tenth of the live daemon's time with the whole suite on
+        alerts = [a for tag, payload in items if tag == "alerts" for a in payload]
+        if alerts:
+            self.store.write_alerts(alerts)
+            now = time.time()
+            for a in alerts:
+                metrics.ALERTS.labels(detector=a.detector).inc()
+                metrics.ALERT_LATENCY.observe(max(0.0, now - a.window_end_ns / 1e9))
         for tag, payload in items:
             if tag == "archive":
                 self.store.archive(payload)
@@ -299,12 +308,6 @@ class _StorePartition(StatefulSinkPartition):
                 newest_recv = pc.max(payload.column("recv_ts")).value
                 if newest_recv is not None:
                     metrics.BATCH_LATENCY.observe(max(0.0, time.time() - newest_recv / 1e9))
-            elif tag == "alerts":
-                self.store.write_alerts(payload)
-                now = time.time()
-                for a in payload:
-                    metrics.ALERTS.labels(detector=a.detector).inc()
-                    metrics.ALERT_LATENCY.observe(max(0.0, now - a.window_end_ns / 1e9))
             elif tag == "dead":
                 self.store.write_dead_letters(payload)
                 for step, n in Counter(payload.column("step_id").to_pylist()).items():
