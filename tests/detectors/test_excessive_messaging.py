@@ -73,11 +73,19 @@ def test_a_flood_from_a_quiet_owner_alerts_once_with_evidence():
     assert a.summary.startswith("Q sent 200 order messages on SHARED in 10s (20.0/s") and a.params["owner_multiple"] == 10
 
 
-@pytest.mark.parametrize("rate,fires", [(2.2, True), (1.8, False)])
+@pytest.mark.parametrize("rate,fires", [(3.2, True), (2.8, False)])
 def test_absolute_floor(rate, fires):
-    # Q never sent a message before (baseline 0): only the floor of 2 messages/s decides.
+    # Q never sent a message before (baseline 0): only the floor of 3 messages/s decides.
     det = ExcessiveMessaging(venue_multiple=0.0, min_order_trade_ratio=0.0)
     assert bool(run(VENUE + flood("Q", 300.0, rate), det)) is fires
+
+
+def test_a_layering_ladder_from_a_quiet_owner_is_no_flood():
+    # The scenario's confusion: 8 orders on a ladder and 3 of their cancels in one window, and the
+    # execution (11 messages, 1 fill: 45x the owner's baseline, ratio 11) - 2.2/s, not a flood.
+    ladder = msgs("L", 302.0 + np.arange(8) * 0.06, action="new") + \
+        msgs("L", 303.0 + np.arange(3) * 0.5, action="cancel") + fills("L", 302.6, 1, seconds=1.0)
+    assert run(VENUE + steady("L", 20.0) + ladder) == []
 
 
 @pytest.mark.parametrize("multiple,fires", [(11, True), (9, False)])
@@ -110,11 +118,28 @@ def test_market_maker_quoting_faster_at_its_usual_pace_does_not_alert():
     assert [a.owners for a in run(VENUE + steady("Q", 5.0) + flood("Q", 300.0, 12.0, seconds=60.0))] == [["Q"]]
 
 
-def test_nothing_alerts_in_the_warm_up_but_a_flood_there_does_not_become_the_baseline():
+def test_a_flood_in_the_warm_up_alerts_once_warm_from_its_start_and_does_not_become_the_baseline():
     early = VENUE + flood("Q", 20.0, 20.0, seconds=70.0)  # from 20 s to 90 s; warm from 60 s
     alerts = run(early)
-    assert len(alerts) == 1 and alerts[0].window_start_ns == 60 * 10**9
-    assert alerts[0].window_end_ns == 90 * 10**9
+    assert len(alerts) == 1 and alerts[0].window_start_ns == 20 * 10**9
+    assert alerts[0].window_end_ns == 90 * 10**9 and alerts[0].metrics["messages"] == 1400
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_a_flood_over_before_the_venue_is_warm_still_alerts(batch):
+    # The scenario's miss: a 17 s flood starting 14 s into the run, over before the 60 s warm-up.
+    alerts = run(VENUE + steady("Q", 2.5, until=320.0) + flood("Q", 15.0, 20.0, seconds=15.0), batch=batch)
+    assert [(a.owners, a.window_start_ns, a.window_end_ns, a.metrics["messages"]) for a in alerts] == \
+        [(["Q"], 15 * 10**9, 30 * 10**9, 300 + 6)]
+
+
+@pytest.mark.parametrize("rate, fires", [(9.4, True), (9.0, False)])
+def test_warm_up_windows_are_judged_against_the_warm_baseline(rate, fires):
+    # P sends 1 message/s from the start; its burst to `rate`/s in the fourth window (15-20 s) is
+    # far above the baseline three windows give, but near 10x its warm one: 11/12 of 1/s (the
+    # burst's own window, left out, counts as none), so the bar is 9.17/s.
+    rows = VENUE + steady("P", 1.0, until=320.0, start=0.5) + flood("P", 15.0, rate - 1.0, seconds=5.0)
+    assert bool(run(rows, ExcessiveMessaging(venue_multiple=1.0))) is fires
 
 
 def test_a_long_flood_stays_one_episode_and_names_its_main_instrument():

@@ -102,6 +102,47 @@ def test_two_way_share_threshold(bought, fires):
     assert bool(alerts_of(Layering(max_two_way_share=0.2), rows)) is fires
 
 
+def passive_fills(owner: str, side: str, n: int, t: float, price: float, tag: str) -> list[dict]:
+    """``n`` small resting orders of ``owner`` on ``side`` placed from ``t``, each filled a second later."""
+    buyer = lambda i: (owner, "CP") if side == "buy" else ("CP", owner)  # noqa: E731
+    ref = "buy_order" if side == "buy" else "sell_order"
+    return [r for i in range(n) for r in (
+        order(t + 0.01 * i, f"{tag}{i}", owner, side, "new", price, 0.01),
+        trade(t + 1 + 0.01 * i, f"t{tag}{i}", *buyer(i), price, 0.01, **{ref: f"{tag}{i}"},
+              aggressor="sell" if side == "buy" else "buy"),
+        order(t + 1 + 0.01 * i, f"{tag}{i}", owner, side, "fill", price, 0.01, leaves=0.0))]
+
+
+# A market maker run over in a slide: before its bid ladder (4 orders) is pulled, its other
+# bids are hit, as a market maker's quotes are and a layerer's are not.  Quoting when as many
+# bids were hit as the ladder has orders, and more than 20% of its offers lifted meanwhile.
+@pytest.mark.parametrize("bids_hit, offers_lifted, fires", [
+    (3, 0, True), (4, 0, False),  # as many as the ladder's orders
+    (5, 25, True), (6, 25, False),  # more than 0.2 x the other side's
+])
+def test_quotes_hit_on_the_ladder_side_while_it_rests(bids_hit, offers_lifted, fires):
+    rows = tape() + passive_fills("LY", "sell", offers_lifted, 36.0, 100.0, "a") + ladder_rows() + \
+        passive_fills("LY", "buy", bids_hit, 42.0, 99.0, "b")
+    assert bool(alerts_of(Layering(max_two_way_share=0.2), rows)) is fires
+
+
+@pytest.mark.parametrize("qty, fires", [(0.125, True), (0.12, False)])  # 4 levels: 0.5 or 0.48 vs 0.5 sold
+def test_ladder_outweighs_the_execution(qty, fires):
+    # The scenario's dual-platform trader: a few ordinary resting orders and a larger trade on the
+    # other side.  Typical size 0.1 here, so the ladder is large enough on that count.
+    rows = tape(qty=0.1) + ladder_rows(qty=qty)
+    assert bool(alerts_of(Layering(min_exec_ratio=1.0), rows)) is fires
+
+
+def test_taking_on_the_ladder_side_while_it_rests_is_no_quoting():
+    # The scenario's layerer who, its ladder resting, buys 40x what it sold with orders that never
+    # rest (IOC): no quote of its was hit, and the ladder is still layering.
+    take = [order(42.0, "ioc1", "LY", "buy", "new", 100.05, 20.0, tif="ioc"),
+            trade(42.0, "tk", "LY", "CP", 100.05, 20.0, aggressor="buy", buy_order="ioc1"),
+            order(42.0, "ioc1", "LY", "buy", "fill", 100.05, 20.0, tif="ioc", leaves=0.0)]
+    assert alerts_of(Layering(), tape() + ladder_rows() + take)
+
+
 def test_deeper_levels_past_the_band_do_not_hide_the_ladder():
     # a ladder running past max_distance_bps: its deep orders press on the book too, they do not
     # count as "the rest" the ladder must outweigh (the other side's resting orders do)
