@@ -76,12 +76,14 @@ class FixFileDecoder:
         """
         if b"\r" in raw:
             raw = raw.replace(b"\r\n", b"\n")
-        data = raw.replace(PIPE, SOH) if PIPE in raw and SOH not in raw else raw
+        data = raw.replace(PIPE, SOH) if SOH not in raw and PIPE in raw else raw  # SOH is found at once
         parts, rows, seqs, dead = [], [], [], []
         line0, seq = 0, seq0
         view = memoryview(data)
         for lo, hi in _pieces(data, PIECE_BYTES):
-            piece = self._piece(b"".join((view[lo:hi], PAD)), raw, lo, hi, first_line + line0, seq, fast, dead)
+            # scan() reads 8 bytes past a piece, whatever they are: the next piece's will do (no copy)
+            padded = view[lo:hi + len(PAD)] if hi + len(PAD) <= len(data) else b"".join((view[lo:hi], PAD))
+            piece = self._piece(padded, raw, lo, hi, first_line + line0, seq, fast, dead)
             parts.append(piece.values)
             rows.append(line0 + piece.rows)
             seqs.append(piece.seqs)
@@ -106,9 +108,9 @@ class FixFileDecoder:
         out = finish(events, seq_all, locate, self.ctx, kind=Kind.ORDER.value, rejects=rejects, dead=dead)
         return out, seq - seq0
 
-    def _piece(self, padded: bytes, raw: bytes, lo: int, hi: int, first_line: int, seq0: int, fast: bool,
-               dead: list[DeadRow]) -> _Piece:
-        """Lines raw[lo:hi] (``padded``: the same with '|' read as SOH, plus PAD)."""
+    def _piece(self, padded: bytes | memoryview, raw: bytes, lo: int, hi: int, first_line: int, seq0: int,
+               fast: bool, dead: list[DeadRow]) -> _Piece:
+        """Lines raw[lo:hi] (``padded``: the same with '|' read as SOH, plus 8 more bytes)."""
         sc = scan(padded, TAGS)
         blank = sc.line_start == sc.line_end
         line_seq = seq0 + np.cumsum(~blank) - 1

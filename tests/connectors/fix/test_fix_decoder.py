@@ -213,3 +213,13 @@ def test_decode_file_requires_a_readable_file(tmp_path):
         assert "missing.fix" in str(e)
     else:
         raise AssertionError("no error for a missing file")
+
+
+def test_a_time_that_is_not_utf8_is_a_dead_letter_and_the_file_goes_on(write, decode):
+    """Bytes above 0x7F in TransactTime (a valid message otherwise): refused with the reason, never a
+    decode error that ends the file."""
+    lines = [er(t11="CL-a"), er(t11="CL-b", t60=b"20240105-09:30:00.2\xff0"), er(t11="CL-c")]
+    r = decode(_write_lines(write, "utf.fix", lines))
+    assert r.col("client_order_id") == ["CL-a", "CL-c"]
+    [(reason, pos, raw)] = r.dead_rows()
+    assert reason.startswith("TransactTime (60): cannot parse") and pos == "line 2" and raw == lines[1]
