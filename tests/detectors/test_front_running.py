@@ -103,11 +103,23 @@ def refx(price, t0: float = 0.0, t1: float = 120.0, inst=INST):
 
 def test_other_venues_must_follow_the_move():
     # SHARED steps 20 bps at the large trade (45 s); REFX catches up 10 s later, or never
+    # (strong_chance_matches=0: an unconfirmed move is never enough, whatever the match)
     assert len(alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.2))) == 1
-    assert alerts(tape() + episode() + refx(lambda t: 100.0)) == []
+    assert alerts(tape() + episode() + refx(lambda t: 100.0), strong_chance_matches=0) == []
     # the follow threshold: REFX up 30% / 25% of the move
-    assert len(alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.061), min_follow_share=0.3)) == 1
-    assert alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.05), min_follow_share=0.3) == []
+    assert len(alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.061), min_follow_share=0.3,
+                      strong_chance_matches=0)) == 1
+    assert alerts(tape() + episode() + refx(lambda t: 100.0 if t < 55 else 100.05), min_follow_share=0.3,
+                  strong_chance_matches=0) == []
+
+
+def test_unconfirmed_move_needs_a_match_very_unlikely_by_chance():
+    # REFX never follows: the step is unconfirmed (the market's drift can hide a follow), so FR's match
+    # (one trade each way: 0.005 chance matches) is named only within strong_chance_matches
+    never = tape() + episode() + refx(lambda t: 100.0)
+    assert len(alerts(never, strong_chance_matches=0.0051)) == 1
+    assert alerts(never, strong_chance_matches=0.0049) == []
+    assert alerts(never) == []  # by default (0) an unconfirmed move is never enough
 
 
 def test_move_every_venue_makes_at_once_is_not_the_large_trades():
@@ -117,8 +129,25 @@ def test_move_every_venue_makes_at_once_is_not_the_large_trades():
 def test_a_move_that_runs_on_is_a_trend_not_a_step():
     # the price goes on rising after the 20 bps step: 30 s later it is 80 bps up, more than 1 / 0.3 of the step
     trend = [trade(45.0 + k + 0.7, "buy", round(100.2 + 0.02 * k, 4), 1.0, "BG1", "BG2") for k in range(3, 40)]
-    assert alerts(tape() + episode(hold_px=100.2, unwind_px=100.5) + trend) == []
-    assert len(alerts(tape() + episode(hold_px=100.2, unwind_px=100.5) + trend, min_follow_share=0.2)) == 1
+    assert alerts(tape() + episode(hold_px=100.2, unwind_px=100.5) + trend, strong_chance_matches=0) == []
+    assert len(alerts(tape() + episode(hold_px=100.2, unwind_px=100.5) + trend, min_follow_share=0.2,
+                      strong_chance_matches=0)) == 1
+
+
+def test_gain_far_beyond_the_move_is_not_the_large_trades():
+    # the step is 20 bps; a gain above max_gain_multiple (4) x 20 = 80 bps came from a market that ran on
+    assert len(alerts(tape() + episode(hold_px=100.2, unwind_px=100.79))) == 1  # 79 bps
+    assert alerts(tape() + episode(hold_px=100.2, unwind_px=100.81)) == []  # 81 bps
+    assert len(alerts(tape() + episode(hold_px=100.2, unwind_px=100.81), max_gain_multiple=4.1)) == 1
+
+
+def test_pairs_tried_are_those_that_make_a_position():
+    # FR also took 0.5 ahead: subsets 0.5 (below the 1x typical minimum: never a position), 2 and 2.5;
+    # two positions x one subset back = 2 pairs, a chance of 2 x 0.01 / 2 = 0.01 (not 3 pairs, 0.015)
+    rows = tape() + episode(extra=[trade(42.0, "buy", 100.0, 0.5, "FR", "CP")])
+    (a,) = alerts(rows, max_chance_matches=0.0101)
+    assert a.metrics["chance_matches"] == 0.01 and a.metrics["position_qty"] == 2.0
+    assert alerts(rows, max_chance_matches=0.0099) == []
 
 
 def test_position_threshold():
@@ -211,7 +240,8 @@ def test_same_alerts_in_any_batching():
 def test_validation():
     import pytest
     for bad in ({"large_multiple": 1.0}, {"lead_ms": 0}, {"max_trades": 0}, {"unwind_tolerance": 1.0},
-                {"hold_ms": 200_000}, {"jump_ms": 40_000}, {"min_follow_share": 1.5}):
+                {"hold_ms": 200_000}, {"jump_ms": 40_000}, {"min_follow_share": 1.5}, {"max_gain_multiple": 0},
+                {"strong_chance_matches": -0.1}):
         with pytest.raises(ValueError):
             FrontRunning(**bad)
 
