@@ -37,7 +37,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from detectors.base import Detector, split_by_key
 from flows.live import STOP
-from replay.merge import InputSpec, Pacer, merge_inputs
+from replay.merge import InputSpec, Pacer, merge_inputs, prefetch
 from surveil import metrics
 from surveil.refdata import RefData, enrich
 from surveil.schemas import Feed, Kind, dead_letters, to_rows
@@ -79,7 +79,8 @@ class PipelineConfig:
 class _ReplayPartition(StatefulSourcePartition):
     def __init__(self, inputs: list[InputSpec], cfg: PipelineConfig, emitted: int, progress):
         self._emitted = emitted
-        self._items = merge_inputs(inputs, batch_rows=cfg.batch_rows, skip_rows=emitted)
+        # merged a batch ahead: the merge's sort and gather (Arrow, GIL released) overlap the dataflow
+        self._items = prefetch(merge_inputs(inputs, batch_rows=cfg.batch_rows, skip_rows=emitted))
         self._pacer = Pacer(cfg.speed)
         self._progress = progress
 

@@ -40,9 +40,10 @@ Item = tuple[str, pa.Table]  # ("events", table) or ("dead", dead-letter table)
 _DONE = object()
 
 
-def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Decode ahead on a thread: Arrow's Parquet and CSV readers release the GIL, so the next
-    chunk is decoded while the dataflow works on this one.  Errors re-raise in the consumer."""
+def prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run ``it`` ahead on a thread: Arrow's readers, sorts and gathers release the GIL, so the
+    next chunk is decoded (or merged) while the dataflow works on this one.  Errors re-raise in
+    the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -77,7 +78,7 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 class _Input:
     def __init__(self, it: Iterator):
-        self.it = _prefetch(it)
+        self.it = prefetch(it)
         self.pending = empty_events()
         self.done = False
 
