@@ -33,7 +33,7 @@ from typing import Any, Callable
 import orjson
 
 from detectors import build_detectors
-from flows.live import STOP, FeedSource, Stoppable, WsFeed, counted
+from flows.live import STOP, FeedSource, Stoppable, WsFeed, counted, forget_polls
 from flows.pipeline import Input, StoreSink, StoreTarget, build_flow, run
 from surveil import metrics
 from surveil.daemon_config import DaemonConfig, SourceConfig, pipeline_config
@@ -188,6 +188,7 @@ def run_daemon(cfg: DaemonConfig, *, workers: int = 1, process_id: int | None = 
     ref = RefData.load(cfg.ref_dir)
     detectors = build_detectors(cfg.detectors)
     pcfg = dataclasses.replace(pipeline_config(cfg), snapshots=bool(cfg.recovery_dir))
+    forget_polls()
     stop_dashboard, on_open = _dashboard_hooks(cfg, clustered=addresses is not None)
     target = StoreTarget(cfg.db, cfg.archive, uuid.uuid4().hex[:16], "run", [s.name for s in cfg.sources],
                          "", cfg.ref_dir, on_open=on_open)

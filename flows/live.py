@@ -38,6 +38,30 @@ class Feed(Protocol):
 
 _newest: dict[str, float] = {}  # source -> newest event time delivered (s), never moving back
 
+# Partition -> wall time (s) of its last poll that returned nothing, for the partitions of this
+# process.  "Every input quiet" (the timeline's idle release) means each of them has come back
+# empty since the last input: a worker busy in a long detector batch polls nothing either, and
+# must not take its own stall for a quiet market (the events queued meanwhile would arrive late).
+_empty_poll: dict[str, float] = {}
+
+
+def polled(partition: str, got: bool) -> None:
+    if got:
+        _empty_poll.setdefault(partition, 0.0)
+    else:
+        _empty_poll[partition] = time.time()
+
+
+def forget_polls() -> None:
+    """A new run in this process: the partitions of an earlier one are gone."""
+    _empty_poll.clear()
+
+
+def all_polled_empty_since(t: float) -> bool | None:
+    """Whether every live partition of this process came back empty after ``t``; None when this
+    process has none (replay, or a cluster process whose partitions are all elsewhere)."""
+    return all(v > t for v in _empty_poll.values()) if _empty_poll else None
+
 
 def count_items(source: str, items: list[tuple[str, Any]]) -> None:
     """Per-batch metrics of what a source delivered: events by venue, decode errors, event-time delay."""
@@ -80,6 +104,7 @@ class _FeedPartition(StatefulSourcePartition):
         items = [(tag, p) for tag, p in self.feed.poll(self.max_items) if tag in ("events", "dead")]
         count_items(self.name, items)
         self._busy = bool(items)
+        polled(f"feed:{self.name}", self._busy)
         return items
 
     def next_awake(self) -> datetime | None:
@@ -90,6 +115,7 @@ class _FeedPartition(StatefulSourcePartition):
         return self.feed.snapshot()
 
     def close(self) -> None:
+        _empty_poll.pop(f"feed:{self.name}", None)
         self.feed.close()
 
 
@@ -107,14 +133,16 @@ class FeedSource(FixedPartitionedSource):
 
 
 class _StoppablePartition(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition, name: str):
-        self.inner, self.name = inner, name
+    def __init__(self, inner: StatefulSourcePartition, name: str, part: str):
+        self.inner, self.name, self.part = inner, name, f"{name}:{part}"
 
     def next_batch(self) -> list:
         if STOP.is_set():
             raise StopIteration
         metrics.SOURCE_LAST_POLL.labels(source=self.name).set(time.time())
-        return self.inner.next_batch()
+        batch = self.inner.next_batch()
+        polled(self.part, bool(batch))
+        return batch
 
     def next_awake(self):
         return self.inner.next_awake()
@@ -123,6 +151,7 @@ class _StoppablePartition(StatefulSourcePartition):
         return self.inner.snapshot()
 
     def close(self) -> None:
+        _empty_poll.pop(self.part, None)
         self.inner.close()
 
 
@@ -136,7 +165,7 @@ class Stoppable(FixedPartitionedSource):
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _StoppablePartition:
-        return _StoppablePartition(self.inner.build_part(step_id, for_part, resume_state), self.name)
+        return _StoppablePartition(self.inner.build_part(step_id, for_part, resume_state), self.name, for_part)
 
 
 class WsFeed:

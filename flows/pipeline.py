@@ -36,6 +36,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from detectors.base import Detector, split_by_key
+from flows import live
 from flows.live import STOP
 from replay.merge import InputSpec, Pacer, merge_inputs, prefetch
 from surveil import metrics
@@ -124,6 +125,9 @@ def _duplicates(table: pa.Table, dups: list[tuple[int, str]]) -> pa.Table:
         time.time_ns())
 
 
+RECHECK = timedelta(milliseconds=20)  # an idle release deferred for a busy worker is looked at again after this
+
+
 class _TimelineLogic(StatefulBatchLogic):
     """The one event-time timeline.  Live, it also coalesces: transports deliver small batches
     and every batch costs each detector a fixed overhead, so released events are held back up
@@ -138,6 +142,7 @@ class _TimelineLogic(StatefulBatchLogic):
         self.interval = timedelta(milliseconds=cfg.emit_interval_ms) if cfg.emit_interval_ms else None
         self.batch_rows = cfg.batch_rows
         self.last_input = datetime.now(timezone.utc)
+        self.recheck = self.last_input  # idle deferred until the inputs have been polled (on_notify)
         self.pending: list[pa.Table] = pending  # released, not yet sent on (part of the snapshot: never lost)
         self.pending_since = self.last_input
 
@@ -177,7 +182,7 @@ class _TimelineLogic(StatefulBatchLogic):
     def notify_at(self) -> datetime | None:
         times = []
         if self.idle and self.tl.held:
-            times.append(self.last_input + self.idle)
+            times.append(max(self.last_input + self.idle, self.recheck))
         if self.pending:
             times.append(self.pending_since + self.interval)
         return min(times) if times else None
@@ -186,7 +191,11 @@ class _TimelineLogic(StatefulBatchLogic):
         out: list = []
         now = datetime.now(timezone.utc)
         if self.idle and self.tl.held and now >= self.last_input + self.idle:
-            self._released(self.tl.release_idle(), out)
+            if live.all_polled_empty_since(self.last_input.timestamp()) is False:
+                # the worker was busy, not the market quiet: look again once the inputs are polled
+                self.recheck = now + RECHECK
+            else:
+                self._released(self.tl.release_idle(), out)
         if self.pending and now >= self.pending_since + self.interval:
             self._emit(out)
         metrics.HELD_EVENTS.set(self.tl.held)
