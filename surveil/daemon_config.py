@@ -8,7 +8,7 @@ dir = "ref"                      # instruments.csv, accounts.csv, owner_links.cs
 [pipeline]
 max_lateness_ms = 500            # disorder tolerated across sources ...
 max_skew_ms = 250                # ... plus twice the clock skew allowed between venues
-idle_release_ms = 1000           # all inputs quiet this long: release what the timeline holds
+idle_release_ms = 1000           # no input this long, every source polled empty since: release what is held
 emit_interval_ms = 50            # released events go on to detectors together, at most this often
 [recovery]
 dir = "recovery"                 # Bytewax recovery partitions (omit: no snapshots)
