@@ -94,6 +94,7 @@ def counted(source: str, decode_batch: Callable[[list], list]) -> Callable[[list
 class _FeedPartition(StatefulSourcePartition):
     def __init__(self, name: str, feed: Feed, resume: Any, poll_ms: float, max_items: int):
         self.name, self.feed, self.max_items = name, feed, max_items
+        self.part = f"feed:{name}"  # its key among the partitions polled (idle release)
         self.idle = timedelta(milliseconds=poll_ms)
         self._busy = False
         feed.start(resume)
@@ -104,7 +105,7 @@ class _FeedPartition(StatefulSourcePartition):
         items = [(tag, p) for tag, p in self.feed.poll(self.max_items) if tag in ("events", "dead")]
         count_items(self.name, items)
         self._busy = bool(items)
-        polled(f"feed:{self.name}", self._busy)
+        polled(self.part, self._busy)
         return items
 
     def next_awake(self) -> datetime | None:
@@ -115,7 +116,7 @@ class _FeedPartition(StatefulSourcePartition):
         return self.feed.snapshot()
 
     def close(self) -> None:
-        _empty_poll.pop(f"feed:{self.name}", None)
+        _empty_poll.pop(self.part, None)
         self.feed.close()
 
 

@@ -168,8 +168,7 @@ class Timeline:
         # fills still held (not yet released) that a released fill may be waiting for
         # (only those already final — below the lateness watermark — so the outcome cannot depend on batching)
         final = st.buffer.slice(0, int(np.searchsorted(st.buffer_ts, st.max_seen_ns - self.lateness_ns, side="left")))
-        is_fill = pc.and_(pc.equal(final.column("feed"), Feed.FIX.value), pc.equal(final.column("action"), Action.FILL.value))
-        held_ids = set(final.column("trade_id").filter(pc.fill_null(is_fill, False)).to_pylist())
+        held_ids = set(final.column("trade_id").filter(pc.fill_null(_fix_fills(final), False)).to_pylist())
         rows = to_rows(fills)
         later_in_chunk = Counter(f["trade_id"] for f in rows)
         trades = []
@@ -259,8 +258,9 @@ class Deduplicator:
                           pc.if_else(is_order, pc.binary_join_element_wise(
                               pc.fill_null(events.column("platform"), ""), events.column("exec_id"), "/x/"), None))
         ts = events.column("ts").cast(pa.int64()).to_numpy()
-        rows = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
-        batch = keys.filter(pc.is_valid(keys)).to_pylist()
+        has_key = pc.is_valid(keys)
+        rows = np.flatnonzero(has_key.to_numpy(zero_copy_only=False))
+        batch = keys.filter(has_key).to_pylist()
         dups: list[tuple[int, str]] = []
         seen = st.seen
         if len(set(batch)) == len(batch) and seen.isdisjoint(batch):  # no repeat: the usual case, in C
