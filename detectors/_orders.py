@@ -37,6 +37,8 @@ MAX_EXEC_EVIDENCE = 20  # executions kept per episode (the summary still counts 
 # is the loop's main cost.
 ROW_EXTRA = ("leaves_qty", "buy_order_id", "sell_order_id")
 ROW_COLUMNS = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ROW_EXTRA
+LOOP_COLUMNS = ("ts", "kind", "owner", "order_id", "action", "side", "price", "qty", "venue", "leaves_qty",
+                "buy_owner", "sell_owner", "buy_order_id", "sell_order_id")
 BUY, SELL = Side.BUY.value, Side.SELL.value
 OPPOSITE = {BUY: SELL, SELL: BUY}
 _ORDER = Kind.ORDER.value
@@ -77,23 +79,41 @@ class RollingQuantile:
 
 
 class Rows:
-    """One batch's columns as Python lists: the loop reads values by index, and a row's dict is
-    built only for the few rows kept (an order's ``new``, an episode's executions and cancels)."""
+    """One batch's columns as Python lists, read by index.  The loop reads ``LOOP_COLUMNS``; the
+    rest of a row (evidence only) is converted when a row is first kept, and an order still
+    resting when the batch ends gets its row in one ``take`` of those rows (``rows``)."""
 
     def __init__(self, table: pa.Table):
-        t = table.select(list(ROW_COLUMNS))
-        self.cols = {name: (col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist()
-                     for name, col in zip(t.column_names, t.columns)}
+        self.table = table
+        self.cols = {name: _pylist(table.column(name)) for name in LOOP_COLUMNS}
         for name, values in self.cols.items():
             setattr(self, name, values)
+        self._all = False
 
     def row(self, i: int) -> dict:
-        return {name: values[i] for name, values in self.cols.items()}
+        if not self._all:  # a row is kept: the batch's evidence columns are read once, for all
+            self.cols.update((name, _pylist(self.table.column(name))) for name in ROW_COLUMNS if name not in self.cols)
+            self._all = True
+        return {name: self.cols[name][i] for name in ROW_COLUMNS}
+
+    def rows(self, index: list[int]) -> list[dict]:
+        if self._all or len(index) * 4 > self.table.num_rows:
+            return [self.row(i) for i in index]
+        t = self.table.select(list(ROW_COLUMNS)).take(pa.array(index, pa.int64()))
+        cols = [_pylist(c) for c in t.columns]
+        return [dict(zip(ROW_COLUMNS, values)) for values in zip(*cols)]
+
+
+def _pylist(col) -> list:
+    return (col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist()
 
 
 @dataclass
 class Order:
-    row: dict  # the order's `new` event
+    row: dict | None  # the order's `new` event; None while it is row ``at`` of the batch being read
+    at: int
+    oid: str
+    venue: str
     side: str
     price: float
     qty: float
@@ -102,6 +122,7 @@ class Order:
     distance: float | None = None  # bps behind the touch when placed (or amended)
     near: bool = False  # distance within max_distance_bps
     multiple: float = 0.0  # qty / the venue's typical traded size
+    closed: bool = False
 
     @property
     def open(self) -> float:
@@ -125,7 +146,7 @@ class Episode:  # orders on one side linked to the owner's executions on the oth
 class OwnerBook:
     sizes: RollingQuantile  # the owner's usual order sizes (spoofing)
     orders: dict[str, Order] = field(default_factory=dict)
-    marked: set = field(default_factory=set)  # ids of orders the subclass marked as candidates
+    marked: dict = field(default_factory=lambda: {BUY: {}, SELL: {}})  # side -> {id: order} the subclass marked
     placed: dict = field(default_factory=lambda: {BUY: deque(), SELL: deque()})  # new_ns of orders placed in the window
     open_qty: dict = field(default_factory=lambda: {BUY: 0.0, SELL: 0.0})  # per side over `orders`, kept as they change
     episodes: dict[str, Episode] = field(default_factory=dict)  # side -> open episode
@@ -198,12 +219,13 @@ class OrderPatternDetector(Detector):
         out: dict[str, Alert] = {}
         window = self.max_cancel_ms * MS
         b = Rows(events)
+        placed: list[Order] = []  # orders placed in this batch, their rows not yet read
         for i, (ts, kind) in enumerate(zip(b.ts, b.kind)):
             state.last_ns = ts
             if state.expiry and state.expiry[0][0] < ts - window:
                 self._expire(state, ts - window)
             if kind == _ORDER:
-                a = self._order(state, b, i, ts, instrument)
+                a = self._order(state, b, i, ts, instrument, placed)
                 if a is not None:
                     out[a.alert_id] = a
                 continue
@@ -214,6 +236,9 @@ class OrderPatternDetector(Detector):
                     state.typical[venue] = RollingQuantile(self.typical_window_ms * MS)
                 state.typical[venue].add(ts, qty)
             self._trade(state, b, i, ts)
+        resting = [o for o in placed if o.row is None and not o.closed]
+        for o, row in zip(resting, b.rows([o.at for o in resting])):  # the state keeps no batch
+            o.row = row
         if state.last_ns >= state.sweep_ns:
             self._sweep(state)
         return list(out.values())
@@ -280,7 +305,7 @@ class OrderPatternDetector(Detector):
                            evidence=evidence, instrument=instrument, params=self.params(), **kw)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _order(self, state: BookState, b: Rows, i: int, ts: int, instrument: str) -> Alert | None:
+    def _order(self, state: BookState, b: Rows, i: int, ts: int, instrument: str, placed: list[Order]) -> Alert | None:
         owner, oid, action = b.owner[i], b.order_id[i], b.action[i]
         book = state.owners.get(owner)
         if action == _NEW:
@@ -291,7 +316,8 @@ class OrderPatternDetector(Detector):
                 self._close(book, oid)
             if book is None:
                 book = state.owners[owner] = OwnerBook(RollingQuantile(self.typical_window_ms * MS, cap=50))
-            order = book.orders[oid] = Order(b.row(i), side, price, qty, ts)
+            order = book.orders[oid] = Order(None, i, oid, b.venue[i], side, price, qty, ts)
+            placed.append(order)
             book.open_qty[side] += qty
             book.placed[side].append(ts)
             self._place(state, book, order, oid, ts, True)
@@ -324,22 +350,32 @@ class OrderPatternDetector(Detector):
     def distance_bps(self, state: BookState, order: Order, ts: int) -> float | None:
         """Bps ``order`` rests behind the touch of its venue at ``ts`` (negative when it crosses
         the last price); None without a recent touch."""
-        t = state.touch.get(order.row["venue"])
+        t = state.touch.get(order.venue)
         if t is None or ts - t[0] > TOUCH_MAX_AGE_NS:
             return None
         behind = t[1] - order.price if order.side == BUY else order.price - t[1]
         return behind / t[1] * 1e4
 
+    @staticmethod
+    def near(state: BookState, orders: list[Order], side: str, ts: int, max_bps: float) -> list[Order]:
+        """``orders`` (all on ``side``) resting at most ``max_bps`` behind their venue's touch at
+        ``ts`` (the filter ``distance_bps`` would give, with each venue's touch read once)."""
+        touch = {v: p for v, (t, p) in state.touch.items() if ts - t <= TOUCH_MAX_AGE_NS}
+        if side == BUY:
+            return [o for o in orders if (p := touch.get(o.venue)) is not None and (p - o.price) / p * 1e4 <= max_bps]
+        return [o for o in orders if (p := touch.get(o.venue)) is not None and (o.price - p) / p * 1e4 <= max_bps]
+
     def _place(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
         order.distance = self.distance_bps(state, order, ts)
         order.near = order.distance is not None and order.distance <= self.max_distance_bps
-        book.marked.discard(oid)
+        book.marked[order.side].pop(oid, None)
         self._track(state, book, order, oid, ts, new)
 
     def _close(self, book: OwnerBook, oid: str, cancel: tuple[Rows, int] | None = None, owner: str = "",
                instrument: str = "", ts: int = 0) -> Alert | None:
         order = book.orders.pop(oid)
-        book.marked.discard(oid)
+        order.closed = True
+        book.marked[order.side].pop(oid, None)
         book.open_qty[order.side] -= order.open
         ep = book.episodes.get(order.side)
         if ep is None or oid not in ep.open:
@@ -367,13 +403,16 @@ class OrderPatternDetector(Detector):
             fills.append((ts, side, b.qty[i] or 0.0))
             while fills[0][0] < ts - max(self.max_cancel_ms * MS, SIDE_SPAN_NS):  # older than one_way reads
                 fills.popleft()
-            if not book.marked:
-                continue
             resting = OPPOSITE[side]
+            if not book.marked[resting]:
+                continue
             cands = self._candidates(state, book, resting, own_order)
             if not cands:
                 continue
             r = r or b.row(i)
+            for o in cands:
+                if o.row is None:
+                    o.row = b.row(o.at)
             ep = book.episodes.get(resting)
             # An episode links executions for one window after its first: orders placed later
             # start a new one, so an owner who never stops cannot grow one without bound.
@@ -382,9 +421,8 @@ class OrderPatternDetector(Detector):
                     resting, min(o.new_ns for o in cands), ts,
                     sorted(evidence_id(o.row) for o in cands) + [evidence_id(r)])
             for o in cands:
-                oid = o.row["order_id"]
-                if oid not in ep.open:
-                    ep.open[oid] = o
+                if o.oid not in ep.open:
+                    ep.open[o.oid] = o
                     ep.orders.append(o)
             ep.n_execs += 1
             if len(ep.execs) < MAX_EXEC_EVIDENCE:

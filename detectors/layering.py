@@ -113,27 +113,26 @@ class Layering(OrderPatternDetector):
 
     def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
         if order.near:
-            book.marked.add(oid)
+            book.marked[order.side][oid] = order
         if new:
             book.sizes.add(ts, order.qty)
 
     def _candidates(self, state: BookState, book: OwnerBook, side: str, executing: str | None) -> list[Order]:
-        ladder = [o for o in map(book.orders.__getitem__, book.marked) if o.side == side]
+        ladder = list(book.marked[side].values())
         if len(ladder) < self.min_levels:  # cheapest tests first: a market maker's every fill comes here
             return []
         # A ladder presses on the book together: its orders are still close to the touch now, not
         # only when each was placed (a market maker's quotes left behind by a trending price are
         # not); twice the placing distance, as the touch moves a little while the ladder rests.
         now = state.last_ns
-        ladder = [o for o in ladder if (d := self.distance_bps(state, o, now)) is not None
-                  and d <= 2 * self.max_distance_bps]
+        ladder = self.near(state, ladder, side, now, 2 * self.max_distance_bps)
         # One-sided: since the ladder's first order the owner placed mostly on its side.
         if len(ladder) < self.min_levels or len({o.price for o in ladder}) < self.min_levels \
                 or not self.one_sided(book, side, ladder, executing, now):
             return []
         # sorted: a set's order varies between processes, and float sums must not
-        ladder.sort(key=lambda o: (o.new_ns, o.row["order_id"]))
-        typical = self.typical_size(state, ladder[0].row["venue"], now)
+        ladder.sort(key=lambda o: (o.new_ns, o.oid))
+        typical = self.typical_size(state, ladder[0].venue, now)
         total = sum(o.open for o in ladder)
         # ... and the ladder outweighs what the owner rests on the other side (its deeper levels
         # on the ladder's side add to the pressure: a ladder may run past max_distance_bps)

@@ -83,7 +83,7 @@ class Spoofing(OrderPatternDetector):
         self.typical_window_ms = int(typical_window_ms)
 
     def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
-        typical = self.typical_size(state, order.row["venue"], ts)
+        typical = self.typical_size(state, order.venue, ts)
         if typical is None:
             return
         order.multiple = order.qty / typical
@@ -93,14 +93,13 @@ class Spoofing(OrderPatternDetector):
             own = book.sizes.quantile(ts, 0.75, MIN_OWNER_SAMPLES)
             large = own is None or order.qty >= self.size_multiple * own
         if large and order.near:
-            book.marked.add(oid)
+            book.marked[order.side][oid] = order
         if new:
             book.sizes.add(ts, order.qty)
 
     def _candidates(self, state: BookState, book: OwnerBook, side: str, executing: str | None) -> list[Order]:
         # sorted: a set's order varies between processes, and float sums must not
-        large = sorted((book.orders[i] for i in book.marked if book.orders[i].side == side),
-                       key=lambda o: (o.new_ns, o.row["order_id"]))
+        large = sorted(book.marked[side].values(), key=lambda o: (o.new_ns, o.oid))
         if not large:
             return []
         # Levels of all the owner's orders near the touch on that side, large or not: a ladder
