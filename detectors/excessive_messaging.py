@@ -87,7 +87,10 @@ class _Episode:
     peak_venue_x: float = 0.0
     baseline_per_s: float = 0.0  # at the first excessive window
     norm_per_s: float = 0.0
-    evidence: list = field(default_factory=list)  # row dicts
+    # the first MAX_EVIDENCE messages of its windows' samples, in the evidence schema: every revision of
+    # the alert reuses it as it is
+    evidence: pa.Table = field(default_factory=EVIDENCE_SCHEMA.empty_table)
+    accounts: set = field(default_factory=set)  # of those messages
 
 
 @dataclass
@@ -99,9 +102,35 @@ class MessagingState:
     baselines: dict = field(default_factory=dict)  # owner -> [ewma of messages per window, window it is as of]
     episodes: dict = field(default_factory=dict)  # owner -> _Episode (open)
     # owner -> warm-up windows excessive when they closed, judged again once the venue is warm:
-    # [(window, messages, fills, {instrument: messages}, evidence rows)], emptied then
+    # [(window, messages, fills, {instrument: messages}, evidence rows (table))], emptied then
     pending: dict = field(default_factory=dict)
     last_ns: int = 0
+
+
+def _pair_counts(events: pa.Table, cuts: np.ndarray) -> list[list[tuple[tuple[str, str], int, int]]]:
+    """Per run of rows ``cuts[k]:cuts[k + 1]`` (one window each): ((owner, instrument), messages, fills)
+    of every pair in it.  One numpy grouping for the whole batch: a pyarrow group-by per window
+    costs a millisecond or two of fixed overhead, and small batches hold a window or two each.
+
+    >>> t = pa.table({"owner": ["A", "B", "A", "A"], "instrument": ["X", None, "X", "X"],
+    ...               "action": ["new", "cancel", "fill", "new"]})
+    >>> _pair_counts(t, np.array([0, 3, 4]))
+    [[(('A', 'X'), 1, 1), (('B', ''), 1, 0)], [(('A', 'X'), 1, 0)]]
+    """
+    fill = pc.equal(events.column("action"), Action.FILL.value).combine_chunks().to_numpy(zero_copy_only=False)
+    owner = pc.dictionary_encode(events.column("owner")).combine_chunks()
+    inst = pc.dictionary_encode(pc.fill_null(events.column("instrument"), "")).combine_chunks()
+    owners, insts = owner.dictionary.to_pylist(), inst.dictionary.to_pylist()
+    run = np.repeat(np.arange(len(cuts) - 1), np.diff(cuts))
+    key = (run * len(owners) + owner.indices.to_numpy()) * len(insts) + inst.indices.to_numpy()
+    keys, group = np.unique(key, return_inverse=True)
+    fills = np.bincount(group[fill], minlength=len(keys))
+    messages = np.bincount(group, minlength=len(keys)) - fills
+    pair, run = keys % (len(owners) * len(insts)), keys // (len(owners) * len(insts))
+    rows = [((owners[p // len(insts)], insts[p % len(insts)]), m, f)
+            for p, m, f in zip(pair.tolist(), messages.tolist(), fills.tolist())]
+    bounds = np.searchsorted(run, np.arange(len(cuts))).tolist()
+    return [rows[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 class ExcessiveMessaging(Detector):
@@ -163,8 +192,9 @@ class ExcessiveMessaging(Detector):
         ts = events.column("ts").cast(pa.int64()).to_numpy()
         w = ts // (self.window_ms * MS)
         cuts = np.concatenate(([0], np.flatnonzero(np.diff(w)) + 1, [n]))
+        kept = events.select(KEEP)
         out: dict[str, Alert] = {}
-        for s, e in zip(cuts[:-1], cuts[1:]):
+        for s, e, pairs in zip(cuts[:-1], cuts[1:], _pair_counts(events, cuts)):
             win = int(w[s])
             if state.window is not None and win != state.window:
                 for a in self._close(state, venue, win):
@@ -172,7 +202,11 @@ class ExcessiveMessaging(Detector):
             if state.first_w is None:
                 state.first_w = win
             state.window = win
-            self._count(state, events.slice(int(s), int(e - s)))
+            for pair, m, f in pairs:
+                c = state.counts.setdefault(pair, [0, 0])
+                c[0] += m
+                c[1] += f
+            state.rows.append(kept.slice(int(s), int(e - s)))
         state.last_ns = int(ts[-1])
         return list(out.values())
 
@@ -183,28 +217,25 @@ class ExcessiveMessaging(Detector):
         return self._close(state, venue, state.window + 1)
 
     # -- windows ------------------------------------------------------------------------------
-    def _count(self, state: MessagingState, part: pa.Table) -> None:
-        fill = pc.equal(part.column("action"), Action.FILL.value)
-        g = pa.table({"owner": part.column("owner"), "instrument": pc.fill_null(part.column("instrument"), ""),
-                      "m": pc.cast(pc.invert(fill), pa.int64()), "f": pc.cast(fill, pa.int64())})
-        agg = g.group_by(["owner", "instrument"]).aggregate([("m", "sum"), ("f", "sum")])
-        for o, i, m, f in zip(*(agg.column(c).to_pylist() for c in ("owner", "instrument", "m_sum", "f_sum"))):
-            c = state.counts.setdefault((o, i), [0, 0])
-            c[0] += m
-            c[1] += f
-        state.rows.append(part.select(KEEP))
+    def _baselines(self, state: MessagingState, win: int) -> dict[str, float]:
+        """Every owner's baseline, messages per window, as of the window before ``win`` (bias-corrected).
 
-    def _baseline(self, state: MessagingState, owner: str, win: int) -> float:
-        """The owner's baseline, messages per window, as of the window before ``win`` (bias-corrected)."""
-        b = state.baselines.get(owner)
-        if b is None:
-            return 0.0
-        decayed = b[0] * (1 - self._alpha) ** (win - 1 - b[1])
+        Vectorised over the owners (every window reads all of them for the venue norm), with the
+        same float operations, in the same order, as one owner's ``level * keep ** age / corr``:
+        the powers come from Python's ``**`` (per distinct age), not numpy's, so every bit agrees."""
         # Bias-corrected for the windows observed before this one, but never for fewer than the
         # warm-up: a mean over two or three windows would let the first messages of a flood
         # (before it is excessive) lift the bar it is then measured against.
         watched = max(win - state.first_w, -(-self.min_history_ms // self.window_ms))
-        return decayed / (1 - (1 - self._alpha) ** watched) if watched > 0 else 0.0
+        if watched <= 0 or not state.baselines:
+            return dict.fromkeys(state.baselines, 0.0)
+        keep_a = 1 - self._alpha
+        n = len(state.baselines)
+        level = np.fromiter((b[0] for b in state.baselines.values()), np.float64, n)
+        age = win - 1 - np.fromiter((b[1] for b in state.baselines.values()), np.int64, n)
+        ages, which = np.unique(age, return_inverse=True)
+        decay = np.array([keep_a ** a for a in ages.tolist()])[which]
+        return dict(zip(state.baselines, (level * decay / (1 - keep_a ** watched)).tolist()))
 
     def _close(self, state: MessagingState, venue: str, next_w: int) -> list[Alert]:
         win = state.window
@@ -216,29 +247,26 @@ class ExcessiveMessaging(Detector):
             if m:
                 p[2][i] = p[2].get(i, 0) + m
         secs = self.window_ms / 1000
-        base = {o: self._baseline(state, o, win) for o in state.baselines}
+        base = self._baselines(state, win)
         norm = float(np.median(list(base.values()))) / secs if base else 0.0
         alerts = []
-        rows = None
-        excessive = set()
         warm = (win - state.first_w) * self.window_ms >= self.min_history_ms
         if warm and state.pending:
             alerts += self._judge_pending(state, venue, base, norm)
-        for o, (m, f, by_inst) in per_owner.items():
+        excessive = {}  # owner -> its baseline per second, in per_owner's order
+        for o, (m, f, _) in per_owner.items():
             rate = m / secs
             own = base.get(o, 0.0) / secs
-            ratio = m / max(f, 1)
             if (rate >= self.min_messages_per_s and rate >= self.owner_multiple * own
-                    and rate >= self.venue_multiple * norm and ratio >= self.min_order_trade_ratio):
-                excessive.add(o)  # judged in the warm-up too: a flood then must not become the baseline
+                    and rate >= self.venue_multiple * norm and m / max(f, 1) >= self.min_order_trade_ratio):
+                excessive[o] = own  # judged in the warm-up too: a flood then must not become the baseline
+        samples = self._samples(state, excessive)
+        for o, (m, f, by_inst) in per_owner.items():
             if o in excessive:
-                if rows is None:
-                    rows = pa.concat_tables(state.rows)
-                sample = to_rows(rows.filter(pc.equal(rows.column("owner"), o)).slice(0, EVIDENCE_PER_WINDOW))
                 if warm:
-                    alerts.append(self._extend(state, o, venue, win, m, f, by_inst, own, norm, sample))
+                    alerts.append(self._extend(state, o, venue, win, m, f, by_inst, excessive[o], norm, samples[o]))
                 else:  # no baseline means anything yet: judged again once the venue is warm
-                    state.pending.setdefault(o, []).append((win, m, f, by_inst, sample))
+                    state.pending.setdefault(o, []).append((win, m, f, by_inst, samples[o]))
             else:
                 state.episodes.pop(o, None)
         for o in [o for o, ep in state.episodes.items() if ep.last_w != win]:
@@ -258,6 +286,32 @@ class ExcessiveMessaging(Detector):
         state.counts, state.rows = {}, []
         return list({a.alert_id: a for a in alerts}.values())  # the latest revision of each
 
+    @staticmethod
+    def _samples(state: MessagingState, owners) -> dict[str, pa.Table]:
+        """Each of ``owners``' first EVIDENCE_PER_WINDOW messages of the open window: one take for all
+        of them (a filter of the window's rows per owner costs a pass over them each).
+
+        >>> t = pa.table({"owner": ["A", "B", "A", "C", "B", "A"], "x": [0, 1, 2, 3, 4, 5]})
+        >>> got = ExcessiveMessaging._samples(MessagingState(rows=[t.slice(0, 2), t.slice(2)]), {"A": 0.0, "B": 0.0})
+        >>> {o: got[o].column("x").to_pylist() for o in sorted(got)}
+        {'A': [0, 2, 5], 'B': [1, 4]}
+        """
+        if not owners:
+            return {}
+        rows = pa.concat_tables(state.rows)
+        enc = pc.dictionary_encode(rows.column("owner")).combine_chunks()
+        names = enc.dictionary.to_pylist()
+        codes = enc.indices.to_numpy()
+        hit = np.flatnonzero(np.isin(codes, [k for k, o in enumerate(names) if o in owners]))
+        order = hit[np.argsort(codes[hit], kind="stable")]  # grouped by owner, in event order within each
+        grouped = codes[order]
+        first = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        picked = order[rank < EVIDENCE_PER_WINDOW]
+        taken, grouped = rows.take(picked), codes[picked]
+        bounds = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1], True]).tolist()
+        return {names[grouped[lo]]: taken.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])}
+
     def _judge_pending(self, state: MessagingState, venue: str, base: dict, norm: float) -> list[Alert]:
         """The warm-up's excessive windows, judged again against the baselines and norm the
         warm-up built (a flood in the first minute of a venue is still a flood).  In the warm-up
@@ -273,11 +327,11 @@ class ExcessiveMessaging(Detector):
         state.pending = {}
         return alerts
 
-    def _extend(self, state, owner, venue, win, m, f, by_inst, own, norm, sample: list[dict]) -> Alert:
+    def _extend(self, state, owner, venue, win, m, f, by_inst, own, norm, sample: pa.Table) -> Alert:
         ep = state.episodes.get(owner)
         if ep is None or ep.last_w != win - 1:  # consecutive excessive windows make one episode
-            ep = state.episodes[owner] = _Episode(win, win, sorted(evidence_id(r) for r in sample[:3]),
-                                                  baseline_per_s=own, norm_per_s=norm)
+            opening = sorted(evidence_id(r) for r in to_rows(sample.slice(0, 3)))
+            ep = state.episodes[owner] = _Episode(win, win, opening, baseline_per_s=own, norm_per_s=norm)
         ep.last_w = win
         ep.messages += m
         ep.fills += f
@@ -286,8 +340,10 @@ class ExcessiveMessaging(Detector):
         rate = m / (self.window_ms / 1000)
         ep.peak_owner_x = max(ep.peak_owner_x, rate / own if own else float("inf"))
         ep.peak_venue_x = max(ep.peak_venue_x, rate / norm if norm else float("inf"))
-        if len(ep.evidence) < MAX_EVIDENCE:
-            ep.evidence.extend(sample[: MAX_EVIDENCE - len(ep.evidence)])
+        if ep.evidence.num_rows < MAX_EVIDENCE:
+            more = sample.slice(0, MAX_EVIDENCE - ep.evidence.num_rows).cast(EVIDENCE_SCHEMA)
+            ep.evidence = pa.concat_tables([ep.evidence, more]).combine_chunks()
+            ep.accounts.update(a for a in more.column("account").to_pylist() if a)
         return self._alert(ep, owner, venue)
 
     def _alert(self, ep: _Episode, owner: str, venue: str) -> Alert:
@@ -304,12 +360,11 @@ class ExcessiveMessaging(Detector):
                    f"mostly {instrument}")
         multiple = min(ep.peak_owner_x, ep.peak_venue_x)
         severity = Severity.HIGH if multiple >= 50 else Severity.MEDIUM if multiple >= 20 else Severity.LOW
-        evidence = pa.Table.from_pylist(ep.evidence, schema=EVIDENCE_SCHEMA)
         return Alert.build(
             detector=self.name, version=self.version, key=f"{owner}|{venue}", window_start_ns=start,
-            window_end_ns=end, opening_evidence=ep.opening, evidence=evidence, severity=severity,
+            window_end_ns=end, opening_evidence=ep.opening, evidence=ep.evidence, severity=severity,
             score=round(min(multiple, 1e6), 6), instrument=instrument, venues=[venue], owners=[owner],
-            accounts=sorted({r["account"] for r in ep.evidence if r["account"]}), summary=summary,
+            accounts=sorted(ep.accounts), summary=summary,
             params=self.params(),
             metrics={"messages": ep.messages, "fills": ep.fills, "duration_s": round(secs, 3),
                      "messages_per_s": round(rate, 6), "baseline_per_s": round(ep.baseline_per_s, 6),
