@@ -42,22 +42,27 @@ import pyarrow.compute as pc
 
 from detectors.base import Detector
 from surveil.alerts import EVIDENCE_SCHEMA, Alert, Severity, evidence_id
-from surveil.schemas import Kind, to_rows
+from surveil.schemas import Kind
 
 MS = 1_000_000
 MAX_EVIDENCE_LEGS = 50  # a run's later trades still count, but its evidence stops growing
-# Trade columns of the evidence (order columns are null on trades); instrument is the key.
+# Trade columns of the evidence (order columns are null on trades); instrument is the key.  A trade is
+# read as a tuple of these (a dict per trade cost more than the rest of the detector: only the few
+# trades of an alert's evidence ever become dicts).
 ROW_COLUMNS = ("ts", "kind", "venue", "src", "src_seq", "trade_id", "side", "price", "qty", "buy_account",
                "sell_account", "buy_platform", "sell_platform", "buy_owner", "sell_owner")
+TS, VENUE, SIDE, PRICE, QTY, BUY_ACCOUNT, SELL_ACCOUNT, BUY_OWNER, SELL_OWNER = (
+    ROW_COLUMNS.index(c) for c in ("ts", "venue", "side", "price", "qty", "buy_account", "sell_account",
+                                   "buy_owner", "sell_owner"))
 
 
 @dataclass
 class _Run:
     """A pair's current run of round trips (the trades since it began, each reversing the one before)."""
     first_ns: int
-    last: dict  # the latest trade's row
-    open_leg: dict | None  # a round trip's opening trade, waiting for the trade that closes it
-    rows: list[dict] = field(default_factory=list)  # evidence, up to MAX_EVIDENCE_LEGS
+    last: tuple  # the latest trade's row
+    open_leg: tuple | None  # a round trip's opening trade, waiting for the trade that closes it
+    rows: list[tuple] = field(default_factory=list)  # evidence, up to MAX_EVIDENCE_LEGS
     legs: int = 1
     trips: int = 0
     sold: dict = field(default_factory=dict)  # owner -> trades it sold in
@@ -70,17 +75,17 @@ class _Run:
     hi_qty: float = 0.0
 
     @classmethod
-    def start(cls, r: dict) -> "_Run":
-        return cls(r["ts"], r, r, [r], sold={r["sell_owner"]: 1}, makers={_maker(r)},
-                   lo_px=r["price"], hi_px=r["price"], lo_qty=r["qty"], hi_qty=r["qty"])
+    def start(cls, r: tuple) -> "_Run":
+        return cls(r[TS], r, r, [r], sold={r[SELL_OWNER]: 1}, makers={_maker(r)},
+                   lo_px=r[PRICE], hi_px=r[PRICE], lo_qty=r[QTY], hi_qty=r[QTY])
 
-    def add(self, r: dict) -> None:
+    def add(self, r: tuple) -> None:
         self.last = r
         self.makers.add(_maker(r))
         self.legs += 1
-        self.sold[r["sell_owner"]] = self.sold.get(r["sell_owner"], 0) + 1
-        self.lo_px, self.hi_px = min(self.lo_px, r["price"]), max(self.hi_px, r["price"])
-        self.lo_qty, self.hi_qty = min(self.lo_qty, r["qty"]), max(self.hi_qty, r["qty"])
+        self.sold[r[SELL_OWNER]] = self.sold.get(r[SELL_OWNER], 0) + 1
+        self.lo_px, self.hi_px = min(self.lo_px, r[PRICE]), max(self.hi_px, r[PRICE])
+        self.lo_qty, self.hi_qty = min(self.lo_qty, r[QTY]), max(self.hi_qty, r[QTY])
         if len(self.rows) < MAX_EVIDENCE_LEGS:
             self.rows.append(r)
 
@@ -91,18 +96,18 @@ class RoundTripState:
     sweep_ns: int = 0
     # (owner, owner) sorted -> the current run, or its one trade while nothing reversed it (most pairs' trades
     # never are: a _Run for each would cost more than the rest of the detector)
-    chains: dict[tuple[str, str], _Run | dict] = field(default_factory=dict)
+    chains: dict[tuple[str, str], _Run | tuple] = field(default_factory=dict)
 
 
-def _last(chain: _Run | dict) -> dict:
+def _last(chain: _Run | tuple) -> tuple:
     """The pair's latest trade: a run's last, or the lone trade itself."""
-    return chain if isinstance(chain, dict) else chain.last
+    return chain if isinstance(chain, tuple) else chain.last
 
 
-def _maker(r: dict) -> str | None:
+def _maker(r: tuple) -> str | None:
     """The owner whose resting order the trade hit (None when the aggressor side is unknown)."""
-    side = r["side"]
-    return r["sell_owner"] if side == "buy" else r["buy_owner"] if side == "sell" else None
+    side = r[SIDE]
+    return r[SELL_OWNER] if side == "buy" else r[BUY_OWNER] if side == "sell" else None
 
 
 class RoundTrip(Detector):
@@ -141,7 +146,8 @@ class RoundTrip(Detector):
         apart = pc.not_equal(pc.coalesce(events.column("buy_group"), buyer),
                              pc.coalesce(events.column("sell_group"), seller))
         mask = pc.and_(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value), both), apart)
-        return events.filter(pc.fill_null(mask, False))
+        # only the columns read (splitting by key and taking rows cost per column)
+        return events.select(list(ROW_COLUMNS) + ["instrument"]).filter(pc.fill_null(mask, False))
 
     def new_state(self) -> RoundTripState:
         return RoundTripState()
@@ -158,18 +164,20 @@ class RoundTrip(Detector):
         # the run as it stood at each of its round trips past the bar; built into alerts once per batch (a run
         # of hundreds of trips in one batch would otherwise build its evidence table hundreds of times)
         due: dict[tuple, tuple[_Run, bool]] = {}
-        for r in to_rows(events.select(list(ROW_COLUMNS))):
-            ts = state.last_ns = r["ts"]
-            if not r["price"] or not r["qty"]:
+        columns = [events.column(c) for c in ROW_COLUMNS]
+        columns[TS] = columns[TS].cast(pa.int64())
+        for r in zip(*(c.to_pylist() for c in columns)):
+            ts = state.last_ns = r[TS]
+            if not r[PRICE] or not r[QTY]:
                 continue
-            b, s = r["buy_owner"], r["sell_owner"]
+            b, s = r[BUY_OWNER], r[SELL_OWNER]
             pair = (b, s) if b < s else (s, b)
             ch = state.chains.get(pair)
             prev = None if ch is None else _last(ch)
-            if prev is None or r["sell_owner"] != prev["buy_owner"] or ts - prev["ts"] > window:
+            if prev is None or s != prev[BUY_OWNER] or ts - prev[TS] > window:
                 state.chains[pair] = r  # no reversal of the pair's previous trade: a new run may start here
                 continue
-            if isinstance(ch, dict):  # the lone trade is reversed: a run, that trade its open leg
+            if isinstance(ch, tuple):  # the lone trade is reversed: a run, that trade its open leg
                 ch = state.chains[pair] = _Run.start(ch)
             if ch.open_leg is None:  # the run goes on: this trade opens its next round trip
                 ch.add(r)
@@ -192,14 +200,14 @@ class RoundTrip(Detector):
         if state.last_ns >= state.sweep_ns:
             # memory only: a run past the window is replaced by the pair's next trade anyway
             old = state.last_ns - window
-            state.chains = {k: c for k, c in state.chains.items() if _last(c)["ts"] >= old}
+            state.chains = {k: c for k, c in state.chains.items() if _last(c)[TS] >= old}
             state.sweep_ns = state.last_ns + window // 4
         return [self._alert(ch, pair, instrument, turns) for (pair, _), (ch, turns) in due.items()]
 
-    def _closes(self, leg: dict, r: dict) -> tuple[float, float] | None:
+    def _closes(self, leg: tuple, r: tuple) -> tuple[float, float] | None:
         """(price gap bps, size gap) when ``r`` closes the round trip ``leg`` opened, else None."""
-        price_bps = abs(r["price"] - leg["price"]) / leg["price"] * 1e4
-        size_diff = abs(r["qty"] - leg["qty"]) / max(r["qty"], leg["qty"])
+        price_bps = abs(r[PRICE] - leg[PRICE]) / leg[PRICE] * 1e4
+        size_diff = abs(r[QTY] - leg[QTY]) / max(r[QTY], leg[QTY])
         # (float slack: sizes and prices are whole lots and ticks, a ratio of them need not be exact)
         if price_bps > self.max_price_diff_bps + 1e-9 or size_diff > self.max_size_diff_ratio + 1e-12:
             return None
@@ -208,21 +216,22 @@ class RoundTrip(Detector):
     def _alert(self, ch: _Run, pair: tuple[str, str], instrument: str, turns: bool) -> Alert:
         a, b = pair
         trips = ch.trips
-        secs = (ch.last["ts"] - ch.first_ns) / 1e9
-        venues = sorted({r["venue"] for r in ch.rows})
-        accounts = sorted({x for r in ch.rows for x in (r["buy_account"], r["sell_account"]) if x})
+        secs = (ch.last[TS] - ch.first_ns) / 1e9
+        venues = sorted({r[VENUE] for r in ch.rows})
+        accounts = sorted({x for r in ch.rows for x in (r[BUY_ACCOUNT], r[SELL_ACCOUNT]) if x})
         sold = ", ".join(f"{o} sold {n} time{'s' if n > 1 else ''}" for o, n in sorted(ch.sold.items()))
         summary = (f"{a} and {b} traded {instrument} back and forth: {ch.legs} trades, {trips} round trips in "
                    f"{secs:.0f}s on {'/'.join(venues)}, {ch.lo_qty:.10g}-{ch.hi_qty:.10g} at "
                    f"{ch.lo_px:.10g}-{ch.hi_px:.10g} "
                    f"(each back within {ch.max_price_bps:.1f} bps and {ch.max_size_diff:.0%} of the way out), "
                    f"{'both resting in turn' if turns else 'one side resting throughout'}; {sold}")
-        notional = sum(r["price"] * r["qty"] for r in ch.rows)
+        notional = sum(r[PRICE] * r[QTY] for r in ch.rows)
         severity = Severity.HIGH if trips >= 4 else Severity.MEDIUM if trips >= 3 or turns else Severity.LOW
-        evidence = pa.Table.from_pylist([{**r, "instrument": instrument} for r in ch.rows], schema=EVIDENCE_SCHEMA)
+        rows = [dict(zip(ROW_COLUMNS, r), instrument=instrument) for r in ch.rows]
+        evidence = pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA)
         return Alert.build(
             detector=self.name, version=self.version, key=f"{a}|{b}|{instrument}", window_start_ns=ch.first_ns,
-            window_end_ns=ch.last["ts"], opening_evidence=[evidence_id(ch.rows[0])],  # the run's first trade
+            window_end_ns=ch.last[TS], opening_evidence=[evidence_id(rows[0])],  # the run's first trade
             evidence=evidence, severity=severity,
             score=float(trips), instrument=instrument, venues=venues, owners=[a, b], accounts=accounts,
             summary=summary, params=self.params(),
