@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 
 from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
-from surveil.schemas import Kind, to_rows
+from surveil.schemas import Kind
 
 MS = 1_000_000
 RESOLUTION_MS = 1_000  # obligations are kept per second of trading: a settlement settles whole seconds
@@ -76,6 +76,22 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 def _assets(instrument: str) -> tuple[str, str]:
     base, _, quote = instrument.partition("/")
     return base, quote or "?"
+
+
+class _Rows:
+    """One batch's columns as Python lists, read by index: a row's dict is built only for the few
+    rows kept (a book's first trade of each second, an episode's evidence), not for every trade."""
+
+    def __init__(self, table: pa.Table):
+        self.cols = {c: (col.cast(pa.int64()) if c == "ts" else col).to_pylist()
+                     for c, col in zip(ROW_COLUMNS, table.select(ROW_COLUMNS).columns)}
+        self.ts, self.kind, self.instrument = self.cols["ts"], self.cols["kind"], self.cols["instrument"]
+        self.platform, self.buy_platform, self.sell_platform = (
+            self.cols["platform"], self.cols["buy_platform"], self.cols["sell_platform"])
+        self.price, self.qty = self.cols["price"], self.cols["qty"]
+
+    def row(self, i: int) -> dict:
+        return {c: v[i] for c, v in self.cols.items()}
 
 
 @dataclass
@@ -170,20 +186,21 @@ class SettlementExposure(Detector):
         venue = events.column("venue")[0].as_py()
         out: dict[str, Alert] = {}
         cycle = self.settlement_cycle_ms * MS
-        for r in to_rows(events.select(ROW_COLUMNS)):
-            ts = state.last_ns = r["ts"]
+        rows = _Rows(events)
+        for i, ts in enumerate(rows.ts):
+            state.last_ns = ts
             if state.cycle_end_ns is None:
                 state.cycle_end_ns = (ts // cycle + 1) * cycle
             if ts >= state.cycle_end_ns:  # assumed settlements of the cycles that ended before this event
                 boundary = ts // cycle * cycle
                 self._settle(state, lambda aff, inst: aff not in state.by_events, boundary - 1, out, venue, boundary)
                 state.cycle_end_ns = boundary + cycle
-            if r["kind"] == _SETTLEMENT:
-                aff, inst = r["platform"], r["instrument"]
+            if rows.kind[i] == _SETTLEMENT:
+                aff, inst = rows.platform[i], rows.instrument[i]
                 state.by_events.add(aff)
                 self._settle(state, lambda a, i: a == aff and (inst is None or i == inst), ts, out, venue, ts)
             else:
-                self._trade(state, r, ts, venue, out)
+                self._trade(state, rows, i, ts, venue, out)
             self._check_overdue(state, ts, venue, out)
         return list(out.values())
 
@@ -201,27 +218,28 @@ class SettlementExposure(Detector):
         return rows[0]["venue"] if rows else ""
 
     # -- obligations --------------------------------------------------------------------------
-    def _trade(self, state: ExposureState, r: dict, ts: int, venue: str, out: dict) -> None:
-        if not r["price"] or not r["qty"]:
+    def _trade(self, state: ExposureState, rows: _Rows, i: int, ts: int, venue: str, out: dict) -> None:
+        price, qty = rows.price[i], rows.qty[i]
+        if not price or not qty:
             return
-        local_buys = r["buy_platform"] == self.local_platform
-        aff = r["sell_platform"] if local_buys else r["buy_platform"]
-        inst = r["instrument"]
+        local_buys = rows.buy_platform[i] == self.local_platform
+        aff = rows.sell_platform[i] if local_buys else rows.buy_platform[i]
+        inst = rows.instrument[i]
         sign = 1.0 if local_buys else -1.0  # the affiliate owes the base when the local client bought
         book = state.open.setdefault((aff, inst), OrderedDict())
         sec = ts // (RESOLUTION_MS * MS)
         slot = book.get(sec)
         if slot is None:
-            slot = book[sec] = [0.0, 0.0, r]
+            slot = book[sec] = [0.0, 0.0, rows.row(i)]
             if len(book) == 1:  # the book's oldest obligation: due for the overdue check at its deadline
                 state.overdue_check_ns = min(state.overdue_check_ns, ts + self.deadline_ms * MS)
-        slot[0] += sign * r["qty"]
-        slot[1] -= sign * r["qty"] * r["price"]
+        slot[0] += sign * qty
+        slot[1] -= sign * qty * price
         tot = state.totals.setdefault((aff, inst), [0.0, 0.0])
-        tot[0] += sign * r["qty"]
-        tot[1] -= sign * r["qty"] * r["price"]
-        state.price[inst] = r["price"]
-        self._judge(state, aff, ts, venue, out, r)
+        tot[0] += sign * qty
+        tot[1] -= sign * qty * price
+        state.price[inst] = price
+        self._judge(state, aff, ts, venue, out, (rows, i))
 
     def _values(self, state: ExposureState, aff: str) -> tuple[dict, dict, dict]:
         """Per asset the value the affiliate owes (negative: owed to it) and the quantity; per instrument
@@ -239,7 +257,9 @@ class SettlementExposure(Detector):
             per_inst[inst] = bv
         return assets, qty, per_inst
 
-    def _judge(self, state: ExposureState, aff: str, ts: int, venue: str, out: dict, row: dict | None) -> None:
+    def _judge(self, state: ExposureState, aff: str, ts: int, venue: str, out: dict,
+               trade: tuple[_Rows, int] | None) -> None:
+        """The exposure to ``aff`` after a trade (the batch's rows and its index) or a settlement (None)."""
         assets, qty, per_inst = self._values(state, aff)
         exposure = sum(v for v in assets.values() if v > 0)
         frac = exposure / self.reserve_fund
@@ -250,6 +270,7 @@ class SettlementExposure(Detector):
         if ep is not None and level < 0 and frac >= self._levels[0] * (1 - HYSTERESIS):
             level = 0  # still in the episode: it ends well below the lowest level
         if ep is None:
+            row = trade[0].row(trade[1]) if trade else None
             ep = state.episodes[aff] = _Exposure(ts, [evidence_id(row)] if row else [], level, exposure, ts, ts)
             ep.evidence.append(row)
             changed = True
@@ -261,14 +282,15 @@ class SettlementExposure(Detector):
             return
         else:
             changed = level > ep.level
-            if changed and row is not None and len(ep.evidence) < MAX_EVIDENCE:
-                ep.evidence.append(row)
+            if changed and trade is not None and len(ep.evidence) < MAX_EVIDENCE:
+                ep.evidence.append(trade[0].row(trade[1]))
             ep.level = max(ep.level, level)
         ep.last_ns = ts
-        if row is not None:
+        if trade is not None:
+            rows, i = trade
             ep.trades += 1
-            ep.by_instrument[row["instrument"]] = ep.by_instrument.get(row["instrument"], 0.0) + \
-                abs(row["qty"] * row["price"])
+            ep.by_instrument[rows.instrument[i]] = ep.by_instrument.get(rows.instrument[i], 0.0) + \
+                abs(rows.qty[i] * rows.price[i])
         if exposure > ep.peak or not ep.per_instrument:
             ep.peak, ep.peak_ns = exposure, ts
             ep.per_instrument = {i: abs(v) for i, v in per_inst.items()}
