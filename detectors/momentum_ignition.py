@@ -66,7 +66,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Kind, Side, to_rows
 
@@ -118,10 +118,42 @@ class IgnitionState:
     rising: dict = field(default_factory=dict)  # owner -> its open burst not yet reversed (its move still grows)
     activity: dict = field(default_factory=dict)  # owner -> (decayed count of its aggressive trades, at ts)
     side_qty: dict = field(default_factory=dict)  # (venue, aggressor side) -> aggressive quantity traded so far
-    tape: tuple = ()  # (ts, price, venue) arrays of every venue's recent trades, owners or not: price levels
-    owned: pa.Table | None = None  # trades with owners (evidence columns) back to the oldest open run or burst
+    # Both kept a chunk per batch (see _drop_before, _joined): appending to one array or table per batch
+    # copies (or re-lists) everything kept, every batch, and most are never read.
+    tape: list = field(default_factory=list)  # (ts, price, venue) arrays of every venue's recent trades, owners
+    # or not: price levels
+    owned: list = field(default_factory=list)  # (ts, table) of trades with owners (evidence columns) back to the
+    # oldest open run or burst
     owned_base: int = 0  # seq of owned's first row (a row's seq: its number among all owned rows ever read)
     owned_seq: int = 0
+
+
+def _drop_before(chunks: list[tuple], keep_ns: int) -> int:
+    """Drop the rows before ``keep_ns`` from the front of ``chunks`` (per batch, in time order: a tuple of
+    the rows' times and of arrays or tables of them, row for row); returns how many were dropped.
+
+    >>> chunks = [(np.array([1, 2]), np.array([10., 20.])), (np.array([3, 4]), np.array([30., 40.]))]
+    >>> _drop_before(chunks, 4), chunks
+    (3, [(array([4]), array([40.]))])
+    """
+    dropped = 0
+    while chunks:
+        k = int(np.searchsorted(chunks[0][0], keep_ns, side="left"))
+        if k < len(chunks[0][0]):
+            if k:
+                chunks[0] = tuple(x[k:] for x in chunks[0])
+            return dropped + k
+        dropped += k
+        chunks.pop(0)
+    return dropped
+
+
+def _joined(chunks: list[tuple]) -> tuple:
+    """``chunks`` as one chunk, joined once and kept so (bursts read the tape a few times each)."""
+    if len(chunks) > 1:
+        chunks[:] = [tuple(pa.concat_tables(c) if isinstance(c[0], pa.Table) else np.concatenate(c)
+                           for c in zip(*chunks))]
+    return chunks[0]
 
 
 class MomentumIgnition(Detector):
@@ -177,7 +209,7 @@ class MomentumIgnition(Detector):
         other venues are the reference the burst's venue is measured against."""
         ok = pc.and_(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
                              pc.greater(events.column("price"), 0)), pc.greater(events.column("qty"), 0))
-        return events.filter(pc.fill_null(ok, False))
+        return keep_rows(events, pc.fill_null(ok, False))  # the evidence columns hold all it reads
 
     def new_state(self) -> IgnitionState:
         return IgnitionState()
@@ -206,7 +238,7 @@ class MomentumIgnition(Detector):
         out: list[Alert] = []
         if events.num_rows:
             base = state.owned_seq
-            state.owned = events if state.owned is None else pa.concat_tables([state.owned, events])
+            state.owned.append((events.column("ts").cast(pa.int64()).to_numpy(), events))
             state.owned_seq += events.num_rows
             out = self._read(state, events, instrument, base)
         self._trim(state)
@@ -217,7 +249,8 @@ class MomentumIgnition(Detector):
         idx = sorted({x for lst in lists for x in lst if isinstance(x, int)})
         if not idx:
             return
-        got = dict(zip(idx, to_rows(state.owned.take(pa.array([x - state.owned_base for x in idx])))))
+        owned = _joined(state.owned)[1]
+        got = dict(zip(idx, to_rows(owned.take(pa.array([x - state.owned_base for x in idx])))))
         for lst in lists:
             lst[:] = [got[x] if isinstance(x, int) else x for x in lst]
 
@@ -226,9 +259,7 @@ class MomentumIgnition(Detector):
         ts = events.column("ts").cast(pa.int64()).to_numpy()
         px = events.column("price").to_numpy()
         venue = events.column("venue").to_numpy(zero_copy_only=False)
-        if state.tape:
-            ts, px, venue = (np.concatenate(pair) for pair in zip(state.tape, (ts, px, venue)))
-        state.tape = (ts, px, venue)
+        state.tape.append((ts, px, venue))
         state.last_ns = int(ts[-1])
 
     def _trim(self, state: IgnitionState) -> None:
@@ -237,34 +268,32 @@ class MomentumIgnition(Detector):
         keep = state.last_ns - gap - CALM_NS
         if state.open:
             keep = min(keep, min(b.times[0] for b in state.open.values()) - CALM_NS)
-        ts = state.tape[0]
-        k = int(np.searchsorted(ts, keep, side="left"))
-        if k:
-            state.tape = tuple(a[k:] for a in state.tape)
-        if state.owned is not None:
+        _drop_before(state.tape, keep)
+        if state.owned:
             # A run's trades are at most burst_ms older than the instrument's latest trade when next read;
             # an open burst's rows are read (as seqs) until its verdict: most bursts fail it, so their rows
             # are only ever taken for an alert.
             keep = state.last_ns - gap
             if state.open:
                 keep = min(keep, min(b.times[0] for b in state.open.values()))
-            ots = state.owned.column("ts").cast(pa.int64()).to_numpy()
-            k = int(np.searchsorted(ots, keep, side="left"))
-            if k:
-                state.owned = state.owned.slice(k)
-                state.owned_base += k
+            state.owned_base += _drop_before(state.owned, keep)
 
     def _first_price(self, state: IgnitionState, venue: str, from_ns: int) -> float | None:
         """The venue's first trade price at or after ``from_ns`` (the start of the calm look-back)."""
-        ts, px, ven = state.tape
+        ts, px, ven = _joined(state.tape)
         lo = int(np.searchsorted(ts, from_ns, side="left"))
-        hit = np.flatnonzero(ven[lo:] == venue)
-        return float(px[lo + hit[0]]) if len(hit) else None
+        step = 64  # the first trade on the venue is near: compare growing blocks, not the whole tape after lo
+        while lo < len(ts):
+            hit = np.flatnonzero(ven[lo:lo + step] == venue)
+            if len(hit):
+                return float(px[lo + hit[0]])
+            lo, step = lo + step, step * 4
+        return None
 
     def _level(self, state: IgnitionState, at_ns: int, venue: str, same: bool) -> float | None:
         """Median of the last LEVEL_TRADES trades before ``at_ns`` (within calm_ms) on ``venue`` — or,
         with ``same`` false, on every other venue: the reference market."""
-        ts, px, ven = state.tape
+        ts, px, ven = _joined(state.tape)
         hi = int(np.searchsorted(ts, at_ns, side="left"))
         lo = int(np.searchsorted(ts, at_ns - CALM_NS, side="left"))
         on = (ven[lo:hi] == venue) if same else (ven[lo:hi] != venue)
