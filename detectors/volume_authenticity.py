@@ -68,6 +68,7 @@ BENFORD = np.log10(1 + 1 / np.arange(1, 10))
 _EXP = 12  # decades and steps are clipped to [-12, 12]: sizes outside 1e-12..1e12 do not occur
 _SIG = 9  # sizes are read to 9 significant digits: float noise (0.1+0.2) must not look like a fine lot
 ALPHA_CAP = 100.0
+_POW10 = 10 ** np.arange(1, _SIG, dtype=np.int64)
 MAD_NOISE = float(np.mean(np.sqrt(BENFORD * (1 - BENFORD))) * math.sqrt(2 / math.pi))  # E[MAD]·sqrt(n) = 0.235
 
 
@@ -106,7 +107,7 @@ def size_parts(qty: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = np.where(mant >= 10, m + 1, np.where(mant < 1, m - 1, m))  # log10 off by one ulp
     mant = np.round(qty / 10.0 ** m, _SIG - 1)
     ints = np.rint(mant * 10 ** (_SIG - 1)).astype(np.int64)  # 9 significant digits as an integer
-    zeros = sum((ints % 10**t == 0).astype(np.int64) for t in range(1, _SIG))
+    zeros = (ints[:, None] % _POW10 == 0).sum(axis=1)  # trailing zeros (in one pass: batches may be small)
     return (ints // 10 ** (_SIG - 1)).clip(1, 9), m.clip(-_EXP, _EXP), (m - (_SIG - 1) + zeros).clip(-_EXP, _EXP)
 
 
@@ -224,10 +225,12 @@ class VolumeAuthenticity(Detector):
         # day breaks exact ties).  A set function of the day's rows, so it needs no checkpoints.
         q, m = qty[lo:hi], self.max_evidence_rows
         order = np.lexsort((np.arange(hi - lo), seq[lo:hi], src[lo:hi], ts[lo:hi], -q))[:m]
-        cands = [((float(q[j]), -int(ts[lo + j]), -int(src[lo + j]), -int(seq[lo + j]), -(n0 + int(j))), i)
-                 for i, j in enumerate(order)]
-        if len(state.top_keys) == m and cands[0][0] <= state.top_keys[-1]:
-            return  # nothing in these rows beats the current evidence
+
+        def key(j: int) -> tuple:
+            return float(q[j]), -int(ts[lo + j]), -int(src[lo + j]), -int(seq[lo + j]), -(n0 + int(j))
+        if len(state.top_keys) == m and key(order[0]) <= state.top_keys[-1]:
+            return  # nothing in these rows beats the current evidence (their best is order[0])
+        cands = [(key(j), i) for i, j in enumerate(order)]
         old = [(k, i) for i, k in enumerate(state.top_keys)]
         best = sorted(old + [(k, len(old) + i) for k, i in cands], reverse=True)[:m]
         pool = events.select(list(EVIDENCE_COLUMNS)).take(pa.array(lo + order, pa.int64()))  # slim: state pickles
