@@ -5,6 +5,7 @@ import inspect
 from typing import Any
 
 from detectors.abnormal_move import AbnormalMove
+from detectors._orders import OrderPatterns, can_share
 from detectors.base import Detector, value_fits
 from detectors.behaviour_anomaly import BehaviourAnomaly
 from detectors.excessive_messaging import ExcessiveMessaging
@@ -71,6 +72,26 @@ def build_detectors(config: dict[str, dict[str, Any] | bool] | None = None) -> l
             out.append(cls(**params))
         except ValueError as e:
             raise DetectorConfigError(f"{name}: {e}") from e
+    return out
+
+
+def stages(detectors: list[Detector]) -> list[Detector]:
+    """The detectors as the dataflow runs them: order patterns that can share a book run as one
+    stage (``detectors._orders.OrderPatterns``: one pass over the orders for all of them, with
+    the same alerts as each alone); every other detector as it is.
+
+    >>> [d.name for d in stages(build_detectors({n: n in ("wash_trade", "spoofing", "layering") for n in REGISTRY}))]
+    ['wash_trade', 'spoofing+layering']
+    >>> [d.name for d in stages([Spoofing(), Layering(max_cancel_ms=30_000)])]  # different books
+    ['spoofing', 'layering']
+    """
+    out: list[Detector] = []
+    taken: set[int] = set()
+    for d in detectors:
+        if id(d) not in taken:
+            group = [d] + [e for e in detectors if e is not d and id(e) not in taken and can_share(d, e)]
+            taken.update(map(id, group))
+            out.append(OrderPatterns(tuple(group)) if len(group) > 1 else d)
     return out
 
 

@@ -112,7 +112,7 @@ class Layering(OrderPatternDetector):
         self.min_exec_ratio = float(min_exec_ratio)
 
     def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
-        if order.near:
+        if order.distance is not None and order.distance <= self.max_distance_bps:
             book.marked[order.side][oid] = order
         if new:
             book.sizes.add(ts, order.qty)
@@ -146,19 +146,21 @@ class Layering(OrderPatternDetector):
         # ... and it trades one way (last: it reads every fill of the owner's in the window)
         if not self.one_way(book, side, ladder, now):
             return []
-        for o in ladder:
-            o.multiple = o.qty / typical
         return ladder
 
     def _ready(self, ep: Episode) -> bool:
         return len(ep.cancels) >= 2 and len(ep.cancels) >= self.min_cancel_share * len(ep.orders)
 
-    def _close(self, book: OwnerBook, oid: str, cancel=None, owner: str = "", instrument: str = "",
-               ts: int = 0) -> Alert | None:
-        if cancel is None or not book.episodes:  # no alert can come of it: the base's path alone
-            return super()._close(book, oid, cancel, owner, instrument, ts)
-        ep = book.episodes.get(book.orders[oid].side)
-        alert = super()._close(book, oid, cancel, owner, instrument, ts)
+    def _link(self, state: BookState, book: OwnerBook, side: str, cands: list[Order], trade: dict, ts: int) -> Episode:
+        ep = super()._link(state, book, side, cands, trade, ts)
+        typical = self.typical_size(state, cands[0].venue, ts)  # as _candidates read it, at the same time
+        for o in cands:
+            ep.multiple[o.oid] = o.qty / typical
+        return ep
+
+    def _unlink(self, book: OwnerBook, ep: Episode, order: Order, cancel, owner: str, instrument: str,
+                ts: int) -> Alert | None:
+        alert = super()._unlink(book, ep, order, cancel, owner, instrument, ts)
         if alert is not None and (self.quotes_hit(book, ep, ts) or sum(o.qty for o in ep.orders)
                                   < self.min_exec_ratio * sum(r["qty"] or 0.0 for r in ep.execs)):
             return None  # ... or the ladder is smaller than the trade it would have helped
@@ -185,7 +187,7 @@ class Layering(OrderPatternDetector):
     def _alert(self, ep: Episode, owner: str, instrument: str, end_ns: int) -> Alert:
         by_id = {o.row["order_id"]: o for o in ep.orders}
         total = sum(o.qty for o in ep.orders)
-        typical = ep.orders[0].qty / ep.orders[0].multiple
+        typical = ep.orders[0].qty / ep.multiple[ep.orders[0].oid]
         prices = sorted({o.price for o in ep.orders})
         places = sorted({(o.row["platform"] or "", o.row["account"] or "") for o in ep.orders})
         ex = OPPOSITE[ep.side]

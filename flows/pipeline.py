@@ -35,6 +35,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from detectors import stages
 from detectors.base import Detector, split_by_key
 from flows import live
 from flows.live import STOP
@@ -403,7 +404,7 @@ def build_flow(source, ref: RefData, detectors: list[Detector], sink, cfg: Pipel
     enriched = op.map("enriched", is_ok.trues, lambda item: item[1])  # (watermark, table)
 
     alert_streams = []
-    for det in detectors:
+    for det in stages(detectors):  # order patterns sharing a book run as one stage
         routed = op.flat_map(f"route_{det.name}", enriched, _router(det, cfg.shards))
         found = op.stateful_batch(f"detect_{det.name}", routed, lambda resume, det=det: _DetectorShard(det, resume, cfg.snapshots))
         alert_streams.append(op.map(f"alerts_{det.name}", found, lambda kv: kv[1]))  # ("alerts"|"dead", payload)
