@@ -93,9 +93,15 @@ def value_fits(value: Any, want: type) -> bool:
 
 
 def keep_rows(events: pa.Table, mask, extra: tuple[str, ...] = ()) -> pa.Table:
-    """The rows ``mask`` selects, with only the evidence columns and ``extra``: filtering,
-    splitting by key and taking rows cost per column, and a detector reads few of the 39."""
-    return events.select(list(EVIDENCE_COLUMNS + extra)).filter(mask)
+    """The rows ``mask`` selects (null: dropped), with only the evidence columns and ``extra``:
+    filtering, splitting by key and taking rows cost per column, and a detector reads few of the 39.
+
+    A batch the dataflow assembles from many small tables has many chunks, which a filter copies one
+    by one (a kernel call per column and chunk) while a take of the selected positions gathers them in
+    one call per column; on one chunk the filter is the cheaper.
+    """
+    kept = events.select(list(EVIDENCE_COLUMNS + extra))
+    return kept.filter(mask) if kept.column(0).num_chunks <= 1 else kept.take(pc.indices_nonzero(mask))
 
 
 def state_size(state: Any) -> int:
@@ -110,34 +116,37 @@ def state_size(state: Any) -> int:
     return total
 
 
-def key_array(events: pa.Table, columns: tuple[str, ...]) -> pa.Array:
-    if len(columns) == 1:
-        return pc.fill_null(events.column(columns[0]), "")
-    return pc.binary_join_element_wise(*[pc.fill_null(events.column(c), "") for c in columns], "|")
+def key_array(events: pa.Table, columns: tuple[str, ...]) -> pa.ChunkedArray:
+    """Each row's key: its ``columns`` values joined by ``|`` (a null reads as an empty string)."""
+    filled = [c if c.null_count == 0 else pc.fill_null(c, "") for c in map(events.column, columns)]
+    return filled[0] if len(filled) == 1 else pc.binary_join_element_wise(*filled, "|")
 
 
 def split_by_key(events: pa.Table, columns: tuple[str, ...]) -> list[tuple[str, pa.Table]]:
-    """Split rows by key, keeping event order within each key (stable sort on the key code).
+    """Split rows by key, keys in name order, keeping event order within each key.
 
-    >>> t = pa.table({"instrument": ["B", "A", "B", "A"], "x": [1, 2, 3, 4]})
+    >>> t = pa.table({"instrument": ["B", "A", "B", None], "x": [1, 2, 3, 4]})
     >>> [(k, v.column("x").to_pylist()) for k, v in split_by_key(t, ("instrument",))]
-    [('A', [2, 4]), ('B', [1, 3])]
+    [('', [4]), ('A', [2]), ('B', [1, 3])]
     """
     if events.num_rows == 0:
         return []
     enc = pc.dictionary_encode(key_array(events, columns)).combine_chunks()
-    codes = enc.indices.to_numpy(zero_copy_only=False)
     names = enc.dictionary.to_pylist()
     if len(names) == 1:
         return [(names[0], events)]
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(order)]))
-    # one take per key, not slices of one sorted copy: a slice keeps the whole copy alive and pickles all of
+    # Codes renumbered in name order: one stable sort then lays the keys out in name order and each
+    # key's rows in event order (numpy sorts integers of 16 bits or fewer by radix, in linear time).
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), np.min_scalar_type(len(names)))
+    rank[by_name] = np.arange(len(names))
+    codes = rank[enc.indices.to_numpy(zero_copy_only=False)]
+    order = pa.array(np.argsort(codes, kind="stable"))
+    ends = np.cumsum(np.bincount(codes, minlength=len(names))).tolist()
+    # One take per key, not slices of one sorted copy: a slice keeps the whole copy alive and pickles all of
     # it, so a state holding a few rows of one key (or a recovery snapshot, or an item sent to another
-    # worker) would carry every key's rows of the batch
-    out = [(names[sorted_codes[s]], events.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
-    out.sort(key=lambda kv: kv[0])
-    return out
+    # worker) would carry every key's rows of the batch.  The takes are a record batch's: a table's take
+    # costs more per column, and gathers a many-chunk table's chunks again for every key.
+    rows = events.combine_chunks().to_batches()[0]
+    return [(names[k], pa.Table.from_batches([rows.take(order.slice(s, e - s))]))
+            for k, s, e in zip(by_name, [0] + ends, ends)]
