@@ -61,7 +61,8 @@ The verdict on F is reached at the first trade of the instrument at or after F +
 (or at the end of input), from the trades before that time only, so alerts do not depend on
 batching.  State per instrument: every venue's trades (time, price, size) back to two windows
 before the oldest fixing awaiting its verdict, and the aggressive trades with an owner (evidence
-columns) back to ``habit_ms`` before it.
+columns) back to ``habit_ms`` before it; the batches since the last verdict up to ``FOLD_ROWS`` rows
+wait as they came, to be sorted into those in one go.
 
 >>> from tests.conftest import events
 >>> F = 1_800  # a fixing every 30 minutes: 00:30 UTC is one
@@ -82,6 +83,7 @@ columns) back to ``habit_ms`` before it.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -90,8 +92,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.stats import skellam
 
-from detectors.base import Detector
-from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
+from detectors.base import Detector, keep_rows
+from surveil.alerts import Alert, Severity, evidence_id
 from surveil.schemas import Kind, Side, to_rows
 
 MS = 1_000_000
@@ -99,6 +101,10 @@ DAY_NS = 86_400 * 10**9
 BUY, SELL = Side.BUY.value, Side.SELL.value
 PRIOR_NS = 60 * 10**9
 ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "ts", "src", "src_seq"]
+# Sorting a batch's trades onto the tape and ``agg`` costs a dozen Arrow calls and a per-column filter
+# whatever its size: small live batches wait (``MarkState.fresh``) until this many rows, or a verdict,
+# are there and are sorted in one go.
+FOLD_ROWS = 8192
 
 
 @dataclass
@@ -106,9 +112,11 @@ class MarkState:
     last_ns: int = 0
     fixing: int | None = None  # the fixing whose window is filling
     pending: list = field(default_factory=list)  # fixings with a complete window, awaiting their reversion window
-    tape: list = field(default_factory=list)  # per batch: (ts, price, qty, venue) arrays of every venue's trades
-    agg: list = field(default_factory=list)  # per batch: its aggressive trades with an owner (evidence columns
-    # and _owner); both are read by event time, and dropped a batch at a time once too old to be read
+    fresh: list = field(default_factory=list)  # the batches of trades not yet sorted onto tape and agg (_fold) ...
+    fresh_rows: int = 0  # ... and their rows
+    tape: list = field(default_factory=list)  # per fold: (last time, {venue: (ts, price, qty) arrays of its trades})
+    agg: list = field(default_factory=list)  # per fold: (last time, its aggressive trades with an owner: evidence
+    # columns and _owner); both are read by event time, and dropped a fold at a time once too old to be read
 
 
 @dataclass
@@ -255,9 +263,10 @@ class MarkingTheClose(Detector):
 
     # -- contract ---------------------------------------------------------------------------
     def select(self, events: pa.Table) -> pa.Table:
-        """Trades with a price (every venue's: the others are the yardstick)."""
-        return events.filter(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
-                                     pc.is_valid(events.column("price"))))
+        """Trades with a price (every venue's: the others are the yardstick); the evidence columns hold all
+        it reads."""
+        return keep_rows(events, pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
+                                         pc.is_valid(events.column("price"))))
 
     def new_state(self) -> MarkState:
         return MarkState()
@@ -269,6 +278,7 @@ class MarkingTheClose(Detector):
 
     def flush(self, state: MarkState) -> list[Alert]:
         # the end of input: the fixings still waiting are judged on the trades there are
+        self._fold(state)
         out = [a for f in state.pending for a in self._evaluate(state, f)]
         state.pending = []
         return out
@@ -276,8 +286,10 @@ class MarkingTheClose(Detector):
     def update(self, state: MarkState, events: pa.Table) -> list[Alert]:
         if not events.num_rows:
             return []
-        ts = events.column("ts").cast(pa.int64()).to_numpy()
-        self._record(state, events, ts)
+        ts = events.column("ts").to_numpy().view(np.int64)  # a tenth of a cast's cost on a small batch
+        state.fresh.append(events)
+        state.fresh_rows += len(ts)
+        state.last_ns = int(ts[-1])
         # fixings whose window the batch completes (a trade at or past the fixing) ...
         i = 0
         while i < len(ts):
@@ -292,39 +304,50 @@ class MarkingTheClose(Detector):
         # ... and those whose reversion window it completes: their verdicts
         out: list[Alert] = []
         due = [f for f in state.pending if state.last_ns >= f + self.revert_ms * MS]
-        if due:
+        if due or state.fresh_rows >= FOLD_ROWS:
+            self._fold(state)
             state.pending = [f for f in state.pending if f not in due]
             for f in due:
                 out += self._evaluate(state, f)
-        self._trim(state)
+            self._trim(state)  # nothing grows but by a fold
         return out
 
     # -- steps ------------------------------------------------------------------------------
-    def _record(self, state: MarkState, events: pa.Table, ts: np.ndarray) -> None:
-        """The batch's trades onto the tape, its aggressive trades with an owner onto ``agg``."""
-        state.tape.append((ts, events.column("price").to_numpy(), pc.fill_null(events.column("qty"), 0.0).to_numpy(),
-                           events.column("venue").to_numpy(zero_copy_only=False)))
-        state.last_ns = int(ts[-1])
+    def _fold(self, state: MarkState) -> None:
+        """The batches waiting in ``fresh``: their trades onto the tape by venue, their aggressive trades
+        with an owner onto ``agg``."""
+        if not state.fresh:
+            return
+        events = pa.concat_tables(state.fresh).combine_chunks()  # a kernel call per column, not per batch too
+        state.fresh, state.fresh_rows = [], 0
+        ts, price = events.column("ts").cast(pa.int64()).to_numpy(), events.column("price").to_numpy()
+        qty = pc.fill_null(events.column("qty"), 0.0).to_numpy()
+        venue = pc.dictionary_encode(events.column("venue")).combine_chunks()
+        codes = venue.indices.to_numpy(zero_copy_only=False)
+        by_venue = {}
+        for code, w in enumerate(venue.dictionary.to_pylist()):
+            m = codes == code
+            by_venue[w] = (ts[m], price[m], qty[m])
+        state.tape.append((int(ts[-1]), by_venue))
         side = pc.fill_null(events.column("side"), "")
         owner = pc.if_else(pc.equal(side, BUY), events.column("buy_owner"),
                            pc.if_else(pc.equal(side, SELL), events.column("sell_owner"), pa.scalar(None, pa.string())))
         mask = pc.fill_null(pc.is_valid(owner), False)
-        if not pc.any(mask).as_py():
-            return
-        state.agg.append(events.select(list(EVIDENCE_COLUMNS)).append_column("_owner", owner).filter(mask))
+        if pc.any(mask).as_py():
+            state.agg.append((int(ts[-1]), events.append_column("_owner", owner).filter(mask)))
 
     def _trim(self, state: MarkState) -> None:
         # the oldest fixing still to judge (or the one filling) bounds what may be read again
         oldest = min(state.pending + [state.fixing if state.fixing is not None else state.last_ns])
         window = self.window_ms * MS
-        while state.tape and state.tape[0][0][-1] < oldest - 2 * window:
+        while state.tape and state.tape[0][0] < oldest - 2 * window:
             state.tape.pop(0)
         # an owner's habit is read over habit_ms
-        while state.agg and state.agg[0].column("ts")[-1].value < oldest - max(self.habit_ms * MS, window):
+        while state.agg and state.agg[0][0] < oldest - max(self.habit_ms * MS, window):
             state.agg.pop(0)
 
     def _agg(self, state: MarkState) -> pa.Table | None:
-        tables = [t for t in state.agg if t.num_rows]
+        tables = [t for _, t in state.agg if t.num_rows]
         return pa.concat_tables(tables) if tables else None
 
     def _level(self, tape: dict, venue: str, at: int) -> float | None:
@@ -344,8 +367,9 @@ class MarkingTheClose(Detector):
 
     @staticmethod
     def _by_venue(state: MarkState) -> dict:
-        t, p, q, v = (np.concatenate(c) for c in zip(*state.tape))
-        return {w: (t[v == w], p[v == w], q[v == w]) for w in sorted(set(v.tolist()))}
+        folds = [by for _, by in state.tape]
+        return {w: tuple(np.concatenate(x) for x in zip(*(by[w] for by in folds if w in by)))
+                for w in sorted({w for by in folds for w in by})}
 
     def _campaigns(self, state: MarkState, f: int) -> list[list[_Candidate]]:
         """Per owner, venue and side: the stretches [S, f) over which its net aggressive flow that way is
@@ -434,11 +458,13 @@ class MarkingTheClose(Detector):
         if not cands:
             return []
         tape = self._by_venue(state)
+        # every stretch reads the levels at the fixing and after it, and others again: each is worked out once
+        level = functools.cache(functools.partial(self._level, tape))
         found: dict[str, list[tuple[float, _Candidate]]] = {}
         for stretches in cands:
             # the campaign: the longest stretch over which the price behaved as a marked one does; the
             # least likely of those ranks the owner among the others
-            passing = [c for c in stretches if self._marked(tape, c, f)]
+            passing = [c for c in stretches if self._marked(tape, level, c, f)]
             if passing:
                 found.setdefault(passing[0].venue, []).append((min(c.pvalue for c in passing), passing[0]))
         # Other takers on the move's side look one-sided too by chance: per venue only the owner furthest
@@ -446,11 +472,12 @@ class MarkingTheClose(Detector):
         return [self._alert(state, min(cs, key=lambda x: (x[0], x[1].owner))[1], f)
                 for _, cs in sorted(found.items())]
 
-    def _marked(self, tape: dict, c: _Candidate, f: int) -> bool:
+    def _marked(self, tape: dict, level, c: _Candidate, f: int) -> bool:
         """The price over the stretch: moved its way out of line with the other venues, out of proportion
-        to the owner's volume, and given back after the fixing (``c`` gets the figures)."""
+        to the owner's volume, and given back after the fixing (``c`` gets the figures).  ``level``:
+        ``_level`` on ``tape``, remembered."""
         sign = 1.0 if c.side == BUY else -1.0
-        start, close = self._level(tape, c.venue, c.start_ns), self._level(tape, c.venue, f)
+        start, close = level(c.venue, c.start_ns), level(c.venue, f)
         if start is None or close is None:
             return False
         c.move = (close / start - 1) * 1e4 * sign
@@ -459,7 +486,7 @@ class MarkingTheClose(Detector):
         c.others = {}
         for w in tape:
             if w != c.venue:
-                a, b = self._level(tape, w, c.start_ns), self._level(tape, w, f)
+                a, b = level(w, c.start_ns), level(w, f)
                 if a is not None and b is not None:
                     c.others[w] = (b / a - 1) * 1e4 * sign
         if c.move - max(max(c.others.values(), default=0.0), 0.0) < self.min_move_bps:
@@ -472,11 +499,11 @@ class MarkingTheClose(Detector):
         c.per_unit = c.move / units if units > 0 else float("inf")
         if c.per_unit < self.min_bps_per_typical:
             return False
-        later = self._level(tape, c.venue, f + self.revert_ms * MS)
+        later = level(c.venue, f + self.revert_ms * MS)
         c.revert = 0.0 if later is None else (close - later) / (close - start)
         if c.revert < self.min_revert_share:
             return False
-        before = self._level(tape, c.venue, c.start_ns - PRIOR_NS)
+        before = level(c.venue, c.start_ns - PRIOR_NS)
         c.prior = 0.0 if before is None else (start / before - 1) * 1e4 * sign
         return c.prior < self.max_prior_move_share * c.move
 

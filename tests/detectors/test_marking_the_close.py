@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from detectors.marking_the_close import MarkingTheClose
@@ -256,6 +257,26 @@ def test_busy_campaign_same_alerts_in_any_batching():
         got += d.update(st, d.select(t.slice(i, 37)))
     got += d.flush(st)
     assert len(got) == 1 and [a.alert_id for a in got] == [a.alert_id for a in alerts(rows)]
+
+
+@pytest.mark.parametrize("fold_rows", [1, 50, 10**9])
+def test_same_alerts_however_batches_are_folded(monkeypatch, fold_rows):
+    # small batches wait to be sorted onto the tape in bulk (FOLD_ROWS) and state is trimmed a fold at a time:
+    # neither changes what is read, over a market with fixings every 5 minutes
+    import detectors.marking_the_close as mtc
+    monkeypatch.setattr(mtc, "FOLD_ROWS", fold_rows)
+    m = contract_market(seconds=1200)
+    t = m.filter(pc.equal(m.column("instrument"), INST))
+    d = MarkingTheClose(fixing_every_ms=300_000)
+    reference = d.new_state()
+    want = d.update(reference, d.select(t)) + d.flush(reference)
+    st, got = d.new_state(), []
+    for i in range(0, t.num_rows, 23):
+        got += d.update(st, d.select(t.slice(i, 23)))
+        assert st.fresh_rows == sum(x.num_rows for x in st.fresh) < fold_rows
+    got += d.flush(st)
+    assert want and [(a.alert_id, a.summary, a.metrics) for a in got] == [(a.alert_id, a.summary, a.metrics)
+                                                                           for a in want]
 
 
 def contract_market(seed: int = 0, seconds: int = 1800) -> pa.Table:
