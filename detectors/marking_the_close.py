@@ -90,7 +90,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.stats import skellam
 
 from detectors.base import Detector, keep_rows
 from surveil.alerts import Alert, Severity, evidence_id
@@ -439,7 +438,7 @@ class MarkingTheClose(Detector):
             # its buying look the more unusual (a short or stale habit would name every busy taker).
             mu_off = np.minimum(mu_off, mu_on)
             net = k - a
-            p_net = skellam.sf(net - 1, np.maximum(mu_on, 1e-9), np.maximum(mu_off, 1e-9))
+            p_net = _skellam().sf(net - 1, np.maximum(mu_on, 1e-9), np.maximum(mu_off, 1e-9))
             keep = np.flatnonzero((p_net <= self.max_net_pvalue) & (pace <= self.max_pace_multiple))
             if not len(keep):
                 continue
@@ -546,3 +545,11 @@ class MarkingTheClose(Detector):
                      "pace_multiple": round(c.pace, 6), "lead_s": round(lead_s, 3),
                      "revert_share": round(c.revert, 6), "prior_move_bps": round(c.prior, 6)},
         )
+
+
+def _skellam():
+    """scipy.stats, imported when a fixing is first judged: it takes about a second to import, which
+    every ``surveil`` command and every daemon process would otherwise pay at start."""
+    from scipy.stats import skellam
+
+    return skellam
