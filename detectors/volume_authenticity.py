@@ -57,7 +57,6 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import special
 
 from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
@@ -248,7 +247,9 @@ class VolumeAuthenticity(Detector):
         mad = float(np.abs(shares - BENFORD).mean())
         mad_excess = mad - MAD_NOISE / math.sqrt(n)
         chi2 = float(((digits - BENFORD * n) ** 2 / (BENFORD * n)).sum())
-        p = float(special.chdtrc(8, chi2))  # = scipy.stats.chisquare's p (8 dof), minus its ms of overhead
+        from scipy.special import chdtrc  # here, not at import: half a second every process would pay at start
+
+        p = float(chdtrc(8, chi2))  # = scipy.stats.chisquare's p (8 dof), minus its ms of overhead
         # round sizes: resolution from the step histogram, round unit from the median decade
         cum, j0 = 0, None
         for j in sorted(state.steps):
