@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Iterable
 
 import orjson
-from river import compose, linear_model, optim, preprocessing
 
 SEVERITY = {"low": 0.0, "medium": 0.5, "high": 1.0}
 CORROBORATION_NS = 60 * 10**9  # other detectors' alerts this close in event time corroborate
@@ -115,6 +114,10 @@ def alert_features(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def _model():
+    # river here, not at import: it takes over a second, which the dashboard (and so the daemon
+    # serving it) paid at start for a model built only when an analyst opens the queue
+    from river import compose, linear_model, optim, preprocessing
+
     # fixed, zero initialisation and a plain SGD step: the same dispositions give the same model
     return compose.Pipeline(preprocessing.StandardScaler(),
                             linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4))
