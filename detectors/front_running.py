@@ -57,7 +57,9 @@ recall 0.90), but that examines the owners of every large trade that jumped: 40 
 Decisions use event time and the rows up to each large trade's horizon only, so alerts do not
 depend on batching.  Only matched candidates build an alert.  State per instrument: each
 venue's typical size, the last ``lead_ms`` (and any undecided large trade's span)
-of trades, the undecided large trades.
+of trades, the undecided large trades.  The trades are kept twice: as numpy columns (venues and
+owners as int codes) that the decisions read, and as the batches' Arrow rows, read only for the
+evidence of an alert.
 
 >>> from tests.conftest import events
 >>> bg = [(float(i), "buy" if i % 2 else "sell", 100.0, 1 + (i % 3 - 1) / 100, "B", "S") for i in range(30)]
@@ -79,6 +81,7 @@ of trades, the undecided large trades.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
@@ -89,14 +92,63 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detectors._orders import MIN_TYPICAL_SAMPLES, RollingQuantile
-from detectors.base import Detector
+from detectors.base import Detector, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, Alert, Severity, evidence_id
 from surveil.schemas import Kind, Side, to_rows
 
 MS = 1_000_000
 BUY, SELL = Side.BUY.value, Side.SELL.value
-KEEP = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + ("buy_group", "sell_group")
-ARRAYS = ("ts", "venue", "side", "price", "qty", "buy_owner", "sell_owner", "buy_group", "sell_group")
+GROUPS = ("buy_group", "sell_group")
+KEEP = tuple(c for c in EVIDENCE_COLUMNS if c != "instrument") + GROUPS  # a trade's evidence row, as kept
+SIDE_CODES = {BUY: 1, SELL: -1}  # the side as the sign of the aggressor's position (0: neither)
+
+
+class Trades:
+    """The recent trades' columns as numpy arrays: one buffer per column with room to grow.
+
+    A batch's rows are copied in once and old rows are dropped by moving the start, so a batch
+    costs its own rows only; concatenating every kept row each batch cost the kept rows (lead_ms
+    and more of trades) per batch, most of the detector's time with small batches.  Columns:
+    ``ts``, ``price``, ``qty``; ``vcode`` (the venue's code in ``FrontState.venue_codes``); ``side``
+    (``SIDE_CODES``); ``bo``, ``so``, ``aggr`` (the buyer, the seller, the aggressor) as codes in
+    ``FrontState.owner_codes``, -1 for none.
+
+    >>> t = Trades(); t.append({"ts": np.array([1, 2, 3])}); t.drop(2); t.append({"ts": np.array([4])})
+    >>> t["ts"].tolist(), len(t)
+    ([3, 4], 2)
+    """
+
+    def __init__(self):
+        self.buf: dict[str, np.ndarray] = {}
+        self.start = self.end = 0
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.buf[column][self.start:self.end]
+
+    def append(self, new: dict[str, np.ndarray]) -> None:
+        n = len(new["ts"])
+        if not self.buf or self.end + n > len(self.buf["ts"]):  # move the kept rows to a buffer twice their need
+            kept = len(self)
+            size = max(2 * (kept + n), 1024)
+            buf = {}
+            for c, a in new.items():
+                buf[c] = np.empty(size, a.dtype)
+                if self.buf:
+                    buf[c][:kept] = self[c]
+            self.buf, self.start, self.end = buf, 0, kept
+        for c, a in new.items():
+            self.buf[c][self.end:self.end + n] = a
+        self.end += n
+
+    def drop(self, k: int) -> None:
+        """Drop the first ``k`` rows."""
+        self.start += k
+
+    def __getstate__(self) -> dict:  # a snapshot holds the kept rows only, not the spare room
+        return {"buf": {c: self[c].copy() for c in self.buf}, "start": 0, "end": len(self)}
 
 
 @dataclass
@@ -104,24 +156,96 @@ class FrontState:
     last_ns: int = 0
     instrument: str = ""
     typical: dict = field(default_factory=dict)  # venue -> RollingQuantile of traded sizes
-    rows: pa.Table | None = None  # recent trades (KEEP columns), event order
-    arrays: dict = field(default_factory=dict)  # the same rows' ARRAYS columns as numpy arrays (read by decisions),
-    # with the aggressor's owner ("aggr") and the venue's code ("vcode")
-    venue_codes: dict = field(default_factory=dict)  # venue -> its small-int code
-    owner_codes: dict = field(default_factory=dict)  # owner -> its int code (bounded by the owners in reference data)
-    pending: list = field(default_factory=list)  # undecided large trades: (ts, row position in `rows` order, typical)
+    trades: Trades = field(default_factory=Trades)  # recent trades, event order (read by decisions)
+    rows: list = field(default_factory=list)  # the same trades as evidence rows: (seq of its first row, its
+    # KEEP columns) per batch, in event order; a batch's table goes once all its rows are dropped
+    venue_codes: dict = field(default_factory=dict)  # venue -> its code (small ints: cheap to compare)
+    owner_codes: dict = field(default_factory=dict)  # owner -> its code (as ints, a span is grouped by owner at
+    # once); the owners of kept trades and at most 16 more (_recode_owners)
+    owners_kept: int = 0  # owners the codes kept when last recoded
+    pending: list = field(default_factory=list)  # undecided large trades: (ts, row seq, typical)
     claimed: set = field(default_factory=set)  # seqs of front trades already in an alert
     seq: int = 0  # rows ever appended: a pending row's position is seq-based, stable under trimming
-    base: int = 0  # seq of rows[0]
+    base: int = 0  # seq of the first kept row
+
+    def venue(self, name: str | None) -> int:
+        """A venue's code (a new venue gets the next one; null is the empty name)."""
+        return self.venue_codes.setdefault(name or "", len(self.venue_codes))
+
+    def owner(self, name: str | None) -> int:
+        """An owner's code (a new owner gets the next one); -1 for none."""
+        return self.owner_codes.setdefault(name, len(self.owner_codes)) if name else -1
 
 
-def _np(t: pa.Table, c: str) -> np.ndarray:
+def _name(codes: dict, code: int) -> str:
+    """The name with ``code`` (read for a few trades only: keeping every name by code too would double the codes)."""
+    return next(name for name, c in codes.items() if c == code)
+
+
+def _recode_owners(state: FrontState) -> None:
+    """Forget the codes of owners no kept trade names: the codes would otherwise grow with every owner
+    the instrument ever saw.  The kept owners keep their order (found owners are ranked by name anyway).
+
+    >>> st = FrontState(); _ = [st.owner(n) for n in "ABCDE"]
+    >>> st.trades.append({"ts": np.array([1, 2]), "bo": np.array([1, 4]), "so": np.array([-1, 3]), "aggr": np.array([4, -1])})
+    >>> _recode_owners(st); st.owner_codes, st.trades["bo"].tolist(), st.trades["so"].tolist(), st.trades["aggr"].tolist()
+    ({'B': 0, 'D': 1, 'E': 2}, [0, 2], [-1, 1], [2, -1])
+    """
+    a, cols = state.trades, ("bo", "so", "aggr")
+    used = np.unique(np.concatenate([a[c] for c in cols]))
+    used = used[used >= 0]
+    remap = np.full(len(state.owner_codes) + 1, -1)  # the last entry maps "none" (-1) to itself
+    remap[used] = np.arange(len(used))
+    for c in cols:
+        a[c][:] = remap[a[c]]  # a view of the buffer's kept rows
+    names = {code: name for name, code in state.owner_codes.items()}
+    state.owner_codes = {names[code]: new for new, code in enumerate(used.tolist())}
+    state.owners_kept = len(used)
+
+
+FEW_ROWS = 400  # up to this many rows a string column is read as Python values (see _encode)
+
+
+def _encode(col: pa.ChunkedArray, code) -> np.ndarray:
+    """``code(value)`` of each value of a string column (None for null).  Many rows are dictionary-encoded
+    in C and only the distinct values coded in Python; a few (a small batch's part of one instrument) are
+    read as Python values, as a compute call costs as much as converting hundreds.
+
+    >>> _encode(pa.chunked_array([["sell", None, "buy"]]), lambda s: SIDE_CODES.get(s, 0)).tolist()
+    [-1, 0, 1]
+    """
+    if len(col) <= FEW_ROWS:
+        return np.array([code(v) for v in col.to_pylist()], np.int64)
+    enc = pc.dictionary_encode(col).combine_chunks()
+    values, index = enc.dictionary.to_pylist(), enc.indices
+    if index.null_count:
+        index = pc.fill_null(index, len(values))
+        values.append(None)
+    return np.array([code(v) for v in values], np.int64)[index.to_numpy()]
+
+
+def _num(t: pa.Table, c: str) -> np.ndarray:
+    """A numeric or timestamp column as numpy (int64 ns for a timestamp), null as 0."""
     col = t.column(c)
-    if pa.types.is_timestamp(col.type):
-        col = col.cast(pa.int64())
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return np.asarray(pc.fill_null(col, "").to_numpy(zero_copy_only=False), dtype=object)
-    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
+    if col.null_count:
+        col = pc.fill_null(col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col, 0)
+    a = col.to_numpy()
+    return a.view(np.int64) if a.dtype.kind == "M" else a
+
+
+def _last(pos: np.ndarray, end: int, k: int) -> np.ndarray:
+    """The last ``k`` of the ascending positions ``pos`` before ``end``.
+
+    >>> _last(np.array([1, 4, 6, 9]), 9, 2).tolist(), _last(np.array([1, 4]), 1, 2).tolist()
+    ([4, 6], [])
+    """
+    j = int(np.searchsorted(pos, end))
+    return pos[max(j - k, 0):j]
+
+
+def _within(pos: np.ndarray, lo: int, end: int) -> np.ndarray:
+    """The ascending positions ``pos`` from ``lo`` to before ``end``."""
+    return pos[np.searchsorted(pos, lo):np.searchsorted(pos, end)]
 
 
 def _subset_sums(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,13 +259,25 @@ def _subset_sums(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     for r in range(1, min(k, len(q)) + 1):
         idx = _combos(len(q), r)
         sums.append(q[idx].sum(1))
-        masks.append((np.int64(1) << idx).sum(1))
+        masks.append(_masks(len(q), r))
     return np.concatenate(sums), np.concatenate(masks)
 
 
 @lru_cache(maxsize=256)
 def _combos(n: int, r: int) -> np.ndarray:
     return np.array(list(combinations(range(n), r)), dtype=np.int64).reshape(-1, r)
+
+
+@lru_cache(maxsize=256)
+def _masks(n: int, r: int) -> np.ndarray:
+    """``_combos(n, r)`` as bit masks."""
+    return (np.int64(1) << _combos(n, r)).sum(1)
+
+
+@lru_cache(maxsize=256)
+def _n_subsets(n: int, k: int) -> int:
+    """Non-empty subsets of at most ``k`` of ``n`` things."""
+    return sum(comb(n, r) for r in range(1, k + 1))
 
 
 def _size_step(qty: np.ndarray) -> float:
@@ -249,9 +385,10 @@ class FrontRunning(Detector):
     # -- contract ---------------------------------------------------------------------------
     def select(self, events: pa.Table) -> pa.Table:
         """Priced trades on every venue: those with owners can be large trades or front-runners' trades,
-        the others (public tapes) show whether the other venues followed a large trade's move."""
-        return events.filter(pc.fill_null(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
-                                                  pc.greater(events.column("price"), 0)), False))
+        the others (public tapes) show whether the other venues followed a large trade's move.  Only the
+        columns kept are filtered (and split by key): the others are most of an event's."""
+        return keep_rows(events, pc.fill_null(pc.and_(pc.equal(events.column("kind"), Kind.TRADE.value),
+                                                      pc.greater(events.column("price"), 0)), False), GROUPS)
 
     def new_state(self) -> FrontState:
         return FrontState()
@@ -265,95 +402,128 @@ class FrontRunning(Detector):
             return []
         instrument = state.instrument = events.column("instrument")[0].as_py()
         part = events.select(list(KEEP))
-        new = {c: _np(part, c) for c in ARRAYS}
-        ts, venue, qty = new["ts"], new["venue"], new["qty"]
-        side, bo, so = new["side"], new["buy_owner"], new["sell_owner"]
-        victim = new["aggr"] = np.where(side == BUY, bo, np.where(side == SELL, so, ""))
-        names, inv = np.unique(venue, return_inverse=True)  # venues as small ints: cheap to compare
-        new["vcode"] = np.array([state.venue_codes.setdefault(v, len(state.venue_codes)) for v in names.tolist()],
-                                dtype=np.int32)[inv.reshape(-1)]
-        # the typical size is a rolling median over the trades with owners, row by row (cheap);
-        # everything else is vectorised
-        for i in np.flatnonzero((bo != "") | (so != "")).tolist():
-            t, v, q = int(ts[i]), venue[i], float(qty[i])
-            typ = state.typical.get(v)
-            if typ is None:
-                typ = state.typical[v] = RollingQuantile(self.typical_window_ms * MS)
-            typical = typ.quantile(t, min_samples=MIN_TYPICAL_SAMPLES)
-            if victim[i] and typical and q >= self.large_multiple * typical:
-                state.pending.append((t, state.seq + i, typical))
-            if q > 0:
-                typ.add(t, q)
-        codes = state.owner_codes
-        for c, col in (("bo_c", bo), ("so_c", so)):  # owners as ints: grouping a span by owner is then vectorised
-            new[c] = np.array([codes.setdefault(o, len(codes)) if o else -1 for o in col.tolist()], dtype=np.int64)
-        state.seq += len(ts)
-        state.rows = part if state.rows is None else pa.concat_tables([state.rows, part])
-        state.arrays = new if not state.arrays else {c: np.concatenate([state.arrays[c], new[c]]) for c in new}
-        state.last_ns = int(ts[-1])
-        out = self._decide(state, instrument, int(ts[-1]), final=False)
+        new = {c: _num(part, c) for c in ("ts", "price", "qty")}
+        new["side"] = _encode(part.column("side"), lambda s: SIDE_CODES.get(s, 0)).astype(np.int8)
+        new["vcode"] = _encode(part.column("venue"), state.venue)
+        new["bo"] = _encode(part.column("buy_owner"), state.owner)
+        new["so"] = _encode(part.column("sell_owner"), state.owner)
+        bo, so = new["bo"], new["so"]
+        new["aggr"] = np.where(new["side"] == 1, bo, np.where(new["side"] == -1, so, -1))
+        self._find_large(state, new)
+        state.trades.append(new)
+        state.rows.append((state.seq, part))
+        state.seq += part.num_rows
+        state.last_ns = int(new["ts"][-1])
+        out = self._decide(state, instrument, state.last_ns, final=False)
         self._trim(state)
         return out
 
     def flush(self, state: FrontState) -> list[Alert]:
-        if state.rows is None or not state.pending:
+        if not state.pending:
             return []
         return self._decide(state, state.instrument, state.last_ns, final=True)
 
     # -- steps ------------------------------------------------------------------------------
+    def _find_large(self, state: FrontState, new: dict) -> None:
+        """Learn each venue's typical size, a rolling median over the trades with owners, row by row (the
+        rest is vectorised), and queue the large trades whose aggressor names an owner.  The median is
+        read only at those rows: it depends on the sizes learnt and the time read, not on when else it
+        was read, and a trade of no size cannot be large (every size learnt is positive)."""
+        ts, qty, vcode = new["ts"].tolist(), new["qty"].tolist(), new["vcode"].tolist()
+        named = (new["aggr"] >= 0).tolist()
+        typicals = {}
+        for i in np.flatnonzero((new["bo"] >= 0) | (new["so"] >= 0)).tolist():
+            t, q, v = ts[i], qty[i], vcode[i]
+            typ = typicals.get(v)
+            if typ is None:
+                name = _name(state.venue_codes, v)
+                typ = typicals[v] = state.typical.get(name)
+                if typ is None:
+                    typ = typicals[v] = state.typical[name] = RollingQuantile(self.typical_window_ms * MS)
+            if q > 0:
+                if named[i]:
+                    typical = typ.quantile(t, min_samples=MIN_TYPICAL_SAMPLES)
+                    if typical and q >= self.large_multiple * typical:
+                        state.pending.append((t, state.seq + i, typical))
+                typ.add(t, q)
+
     def _trim(self, state: FrontState) -> None:
         keep_from = state.last_ns - (self.lead_ms) * MS
         if state.pending:
             keep_from = min(keep_from, state.pending[0][0] - (self.lead_ms) * MS)
-        ts = state.arrays["ts"]
-        k = int(np.searchsorted(ts, keep_from, side="left"))
+        k = int(np.searchsorted(state.trades["ts"], keep_from, side="left"))
         if k:
-            state.rows = state.rows.slice(k)  # chunks and all: copying the rows each batch costs more
-            state.arrays = {c: a[k:] for c, a in state.arrays.items()}
+            state.trades.drop(k)
             state.base += k
+            while len(state.rows) > 1 and state.rows[1][0] <= state.base:
+                del state.rows[0]
             state.claimed = {q for q in state.claimed if q >= state.base}
+            if len(state.owner_codes) > state.owners_kept + 16:  # amortised: 16 new owners a recoding
+                _recode_owners(state)
 
     def _decide(self, state: FrontState, instrument: str, now: int, final: bool) -> list[Alert]:
-        horizon = self.unwind_ms * MS
-        due = [p for p in state.pending if final or p[0] + horizon < now]
-        if not due:
+        # pending is in event-time order: the large trades due are the first ones
+        n_due = len(state.pending) if final else bisect.bisect_left(state.pending, now - self.unwind_ms * MS,
+                                                                     key=lambda p: p[0])
+        if not n_due:
             return []
-        state.pending = [p for p in state.pending if not (final or p[0] + horizon < now)]
-        rows = state.rows
-        a = state.arrays
+        due, state.pending = state.pending[:n_due], state.pending[n_due:]
+        a = state.trades
+        at = np.array([seq - state.base for _, seq, _ in due])
+        # 1. the large trades that moved their venue, measured all at once (most did not)
+        vcode = a["vcode"][at]
+        venues, level, move = {}, np.zeros(len(at)), np.zeros(len(at))
+        for v in np.unique(vcode).tolist():
+            same = np.flatnonzero(a["vcode"] == v)
+            venues[v] = same, np.flatnonzero(a["vcode"] != v)  # their trades' positions, and the other venues'
+            on = vcode == v
+            level[on], move[on] = self._jumps(a, at[on], same)
         out = []
-        for t, seq, typical in due:
-            i = seq - state.base
+        for (_, _, typical), i, v, lv, mv in zip(due, at.tolist(), vcode.tolist(), level.tolist(), move.tolist()):
+            if not mv >= self.min_move_bps:
+                continue
             # one large trade is front-run by one owner: of several exact unwinds around it, the least
             # likely by chance is named (the others are what busy owners' flow matches by chance)
-            for f in sorted(self._examine(a, i, typical), key=lambda f: (f[7], f[0]))[:1]:
+            found = self._examine(state, i, typical, *venues[v], lv, mv)
+            for f in sorted(found, key=lambda f: (f[7], f[0]))[:1]:
                 claimed = {state.base + int(j) for j in f[1]}
                 if claimed & state.claimed:  # these front trades already explain an earlier large trade
                     continue
                 state.claimed |= claimed
-                out.append(self._alert(rows, a, i, typical, instrument, *f))
+                out.append(self._alert(state, i, typical, instrument, *f))
         return out
 
-    def _examine(self, a: dict, i: int, typical: float) -> list[tuple]:
+    def _jumps(self, a: Trades, at: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The price level before each large trade at positions ``at`` (all on the venue whose trades are at
+        positions ``same``) and its move, its way, over the jump_ms after it: the medians of the last
+        level_trades before it and of its venue's trades in the jump, in bps (NaN where there is none, or
+        no trade on its venue after the hold_ms to say whether it held).  The positions are found for all
+        the trades at once; the medians, of a few prices each, one by one."""
+        ts, px, n = a["ts"], a["price"], len(at)
+        t = ts[at]
+        ends = np.searchsorted(ts, np.concatenate([t + self.jump_ms * MS, t + self.hold_ms * MS]), side="right")
+        before, jump0, jump1, held = np.searchsorted(same, np.concatenate([at, at + 1, ends])).reshape(4, n)
+        ok = (before > 0) & (jump1 > jump0) & (same[held - 1] > at)
+        level, move = np.full(n, np.nan), np.full(n, np.nan)
+        for k in np.flatnonzero(ok).tolist():
+            level[k] = _median(px[same[max(before[k] - self.level_trades, 0):before[k]]])
+            move[k] = (_median(px[same[jump0[k]:jump1[k]]]) / level[k] - 1) * 1e4 * a["side"][at[k]]
+        return level, move
+
+    def _examine(self, state: FrontState, i: int, typical: float, same: np.ndarray, other: np.ndarray,
+                 level: float, move: float) -> list[tuple]:
+        """The owners that front-ran the large trade at position ``i``, which moved its venue's price
+        ``move`` bps from ``level`` (step 1, ``_jumps``); ``same``, ``other``: the positions of the kept
+        trades on its venue and on the other venues."""
+        a = state.trades
         ts, t = a["ts"], int(a["ts"][i])
-        same = a["vcode"] == a["vcode"][i]
-        side = a["side"][i]
-        sign = 1.0 if side == BUY else -1.0
-        # 1. the large trade moved its venue: the level over the jump_ms after it against the level before
+        side = int(a["side"][i])
+        sign = float(side)
         lo_i = int(np.searchsorted(ts, t - self.lead_ms * MS, side="left"))
-        hi_i = int(np.searchsorted(ts, t + self.unwind_ms * MS, side="right"))
-        j_i = int(np.searchsorted(ts, t + self.jump_ms * MS, side="right"))
-        h_i = int(np.searchsorted(ts, t + self.hold_ms * MS, side="right"))
-        px = a["price"]
-        before = np.flatnonzero(same[:i])[-self.level_trades:]
-        jumped = i + 1 + np.flatnonzero(same[i + 1:j_i])
-        held = np.flatnonzero(same[:h_i])[-self.level_trades:]
-        if not len(before) or not len(jumped) or held[-1] <= i:
-            return []
-        level = _median(px[before])
-        move = (_median(px[jumped]) / level - 1) * 1e4 * sign
-        if move < self.min_move_bps:
-            return []
+        j_i, h_i, hi_i = np.searchsorted(ts, [t + self.jump_ms * MS, t + self.hold_ms * MS, t + self.unwind_ms * MS],
+                                         side="right").tolist()
+        px, n_level = a["price"], self.level_trades
+        held = _last(same, h_i, n_level)
         # ... and for good, as a step: its level hold_ms later is within a factor 1 / min_follow_share of
         # the move either way (a move that fades was no lasting information, one that runs on is a trend)
         held_move = (_median(px[held]) / level - 1) * 1e4 * sign
@@ -361,9 +531,8 @@ class FrontRunning(Detector):
         # ... and it was that trade's doing, news to the other venues: they had not moved with the venue
         # over the jump (a move every venue makes at once is the market's), and hold_ms later they had
         # followed (a move of the venue alone fades back to theirs)
-        ref_before = np.flatnonzero(~same[:i])[-self.level_trades:]
-        ref_jump = i + 1 + np.flatnonzero(~same[i + 1:j_i])
-        ref_held = np.flatnonzero(~same[:h_i])[-self.level_trades:]
+        ref_before, ref_jump = _last(other, i, n_level), _within(other, i + 1, j_i)
+        ref_held = _last(other, h_i, n_level)
         follow = None
         if len(ref_before) and len(ref_held) and ref_held[-1] > i:
             ref_level = _median(px[ref_before])
@@ -377,44 +546,49 @@ class FrontRunning(Detector):
             return []
         # 2. the owners that took liquidity the victim's way in the lead
         victim = a["aggr"][i]
-        vgroup = a["buy_group"][i] if side == BUY else a["sell_group"][i]
-        mine, theirs = ("buy_owner", "sell_owner") if side == BUY else ("sell_owner", "buy_owner")
-        mine_g = "buy_group" if side == BUY else "sell_group"
-        lead = np.arange(lo_i, i)
-        took = lead[same[lead] & (a["side"][lead] == side)]
-        aft = np.arange(i + 1, hi_i)
-        aft = aft[same[aft]]
+        mine, theirs, mine_g = ("bo", "so", "buy_group") if side == 1 else ("so", "bo", "sell_group")
+        vgroup = self._value(state, mine_g, i)
+        lead = _within(same, lo_i, i)
+        took = lead[a["side"][lead] == side]
+        aft = _within(same, i + 1, hi_i)
         found = []
         # only owners that traded both ways can have built and closed a position; each owner's trades are
-        # grouped in one pass over the span (a scan of the span per owner costs far more)
-        mine_c, theirs_c = ("bo_c", "so_c") if side == BUY else ("so_c", "bo_c")
-        took_c, aft_c = a[mine_c][took], a[theirs_c][aft]
+        # grouped in one pass over the span: sorted by owner (stably: in time order within one owner)
+        took_c, aft_c = a[mine][took], a[theirs][aft]
         both = np.intersect1d(took_c, aft_c)
         both = both[both >= 0]
         if not len(both):
             return []
-        # the venue's size increment, over the large trade's span (batch-proof)
-        step = _size_step(a["qty"][lo_i:hi_i][same[lo_i:hi_i]])
+        took, aft = took[np.argsort(took_c, kind="stable")], aft[np.argsort(aft_c, kind="stable")]
+        took_c, aft_c = np.sort(took_c), np.sort(aft_c)
+        took_end = np.searchsorted(took_c, both, side="right").tolist()
+        aft_start = np.searchsorted(aft_c, both, side="left").tolist()
+        took_start = np.searchsorted(took_c, both, side="left").tolist()
+        aft_end = np.searchsorted(aft_c, both, side="right").tolist()
         qty = a["qty"]
-        for oc in both.tolist():
-            fr_all = took[took_c == oc][-8:]  # bounds the search; the nearest trades count
-            o = a[mine][fr_all[0]]
-            if o == victim or (vgroup and a[mine_g][fr_all[0]] == vgroup):
+        # the venue's size increment, over the large trade's span (batch-proof)
+        step = _size_step(qty[_within(same, lo_i, hi_i)])
+        for oc, t0, t1, a0, a1 in zip(both.tolist(), took_start, took_end, aft_start, aft_end):
+            if oc == victim:
                 continue
-            back_all = aft[aft_c == oc][:24]
+            fr_all = took[max(t0, t1 - 8):t1]  # bounds the search; the nearest trades count
+            back_all = aft[a0:min(a1, a0 + 24)]
             # the fewest pairs it could try (one position, every subset back) over the largest position
             # bound the chance from below: a busy owner's flow is dropped before any subsets are summed
-            n_back = sum(comb(len(back_all), r) for r in range(1, self.max_trades + 1))
-            if n_back * step / np.sort(qty[fr_all])[-self.max_trades:].sum() > max_chance:
+            if _n_subsets(len(back_all), self.max_trades) * step / np.sort(qty[fr_all])[-self.max_trades:].sum() \
+                    > max_chance:
                 continue
             # 3. a position of at most max_trades of them, closed by at most max_trades trades back
             fs, fi = _subset_sums(qty[fr_all], self.max_trades)
-            us, ui = _subset_sums(qty[back_all], self.max_trades)
             ok = fs >= self.min_position_multiple * typical
             fs, fi = fs[ok], fi[ok]
-            if not len(fs) or not len(us):
+            if not len(fs):
                 continue
-            pairs = len(fs) * len(us)  # the pairs tried: front subsets that make a position, times subsets back
+            # the pairs tried: front subsets that make a position, times subsets back
+            pairs = len(fs) * _n_subsets(len(back_all), self.max_trades)
+            if pairs * step / fs.max() > max_chance:  # the chance of any match is at least this: none can pass
+                continue
+            us, ui = _subset_sums(qty[back_all], self.max_trades)
             order = np.argsort(us)
             us, ui = us[order], ui[order]
             k = np.clip(np.searchsorted(us, fs), 1, len(us) - 1) if len(us) > 1 else np.zeros(len(fs), int)
@@ -433,22 +607,41 @@ class FrontRunning(Detector):
             fr = fr_all[_members(fi[m])]
             closing = back_all[_members(ui[near[m]])]
             position, unwound = float(fs[m]), float(us[near[m]])
-            got = float((px[closing] * a["qty"][closing]).sum() / unwound)
-            paid = float((px[fr] * a["qty"][fr]).sum() / position)
+            got = float((px[closing] * qty[closing]).sum() / unwound)
+            paid = float((px[fr] * qty[fr]).sum() / position)
             profit = (got / paid - 1) * 1e4 * sign
             if not self.min_profit_bps <= profit <= self.max_gain_multiple * move:
                 continue
-            found.append((o, fr, closing, position, unwound, move, profit, chance, follow, confirmed))
+            if vgroup and self._value(state, mine_g, fr_all[0]) == vgroup:  # the victim's own group
+                continue
+            found.append((_name(state.owner_codes, oc), fr, closing, position, unwound, move, profit, chance, follow,
+                          confirmed))
         return found
 
-    def _alert(self, rows: pa.Table, a: dict, i: int, typical: float, instrument: str, owner: str, fr: np.ndarray,
+    @staticmethod
+    def _value(state: FrontState, column: str, i: int):
+        """One value of the kept trade at position ``i`` (an owner's group: read for the few owners examined)."""
+        seq = state.base + i
+        start, rows = state.rows[bisect.bisect_right(state.rows, seq, key=lambda r: r[0]) - 1]
+        return rows.column(column)[seq - start].as_py()
+
+    @staticmethod
+    def _evidence(state: FrontState, idx: np.ndarray) -> pa.Table:
+        """The kept trades at positions ``idx`` (from the first kept row) as evidence rows."""
+        first = state.rows[0][0]
+        rows = pa.concat_tables([t for _, t in state.rows])  # (no copy: the tables become chunks)
+        return rows.take(pa.array(idx + (state.base - first)))
+
+    def _alert(self, state: FrontState, i: int, typical: float, instrument: str, owner: str, fr: np.ndarray,
                closing: np.ndarray, position: float, unwound: float, move: float, profit: float,
                chance: float, follow: float | None, confirmed: bool) -> Alert:
+        a = state.trades
         fr, closing = np.sort(fr), np.sort(closing)
-        side, venue, large_qty = a["side"][i], a["venue"][i], float(a["qty"][i])
-        victim = a["aggr"][i]
+        side = BUY if a["side"][i] == 1 else SELL
+        venue, large_qty = _name(state.venue_codes, a["vcode"][i]), float(a["qty"][i])
+        victim = _name(state.owner_codes, a["aggr"][i])
         idx = np.concatenate([fr, [i], closing])
-        ev = rows.take(pa.array(idx))
+        ev = self._evidence(state, idx)
         ev = ev.append_column("instrument", pa.array([instrument] * len(idx), pa.string()))
         ev_rows = to_rows(ev)
         opening = sorted(evidence_id(r) for r in ev_rows[: len(fr) + 1])
