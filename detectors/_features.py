@@ -87,7 +87,8 @@ class OwnerWindow:
 
 
 def _num(t: pa.Table, c: str) -> np.ndarray:
-    return pc.fill_null(t.column(c), 0.0).to_numpy().astype(np.float64)
+    col = t.column(c)
+    return (pc.fill_null(col, 0.0) if col.null_count else col).to_numpy().astype(np.float64)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,11 +106,46 @@ def _neighbour_median(p: np.ndarray) -> np.ndarray:
     """
     h = NEIGHBOURS // 2
     padded = np.concatenate([np.full(h, p[0]), p, np.full(h, p[-1])])
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, NEIGHBOURS), axis=1)
+    # the middle one of each window's prices, as np.median gives it for an odd count (prices are never NaN),
+    # without its copy and mean
+    return np.partition(np.lib.stride_tricks.sliding_window_view(padded, NEIGHBOURS), h, axis=1)[:, h]
 
 
-def split_window(window: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """(SHARED trades with owners, trades on other venues, order messages) of a window."""
+class Window:
+    """A window's rows cut as the features read them: the shared book's trades with owners (``book``),
+    the other trades (``public``) and the order messages (``orders``).  A column the features read (or
+    test for a value) is converted once for both feature sets.
+
+    >>> from tests.conftest import events
+    >>> w = split_window(events(ts=[0.0, 1.0], kind=["trade"] * 2, venue=["SHARED"] * 2, instrument=["X"] * 2,
+    ...     price=[1.0, 1.0], qty=[1.0, 2.0], side=["buy", None], buy_owner=["A", "B"], sell_owner=["B", "A"]))
+    >>> w.is_("book", "side", "buy").tolist(), w.num("book", "qty").tolist()
+    ([True, False], [1.0, 2.0])
+    """
+
+    def __init__(self, book: pa.Table, public: pa.Table, orders: pa.Table):
+        self.book, self.public, self.orders = book, public, orders
+        self._read: dict[tuple, np.ndarray] = {}
+
+    def num(self, part: str, column: str) -> np.ndarray:
+        """A numeric column of a part as float64, null as 0."""
+        key = (part, column)
+        if key not in self._read:
+            self._read[key] = _num(getattr(self, part), column)
+        return self._read[key]
+
+    def is_(self, part: str, column: str, value: str) -> np.ndarray:
+        """Which rows of a part have ``value`` in a string column (null never does)."""
+        key = (part, column, value)
+        if key not in self._read:
+            col = getattr(self, part).column(column)
+            hit = pc.equal(col, value)
+            self._read[key] = (pc.fill_null(hit, False) if col.null_count else hit).to_numpy(zero_copy_only=False)
+        return self._read[key]
+
+
+def split_window(window: pa.Table) -> Window:
+    """The window's SHARED trades with owners, trades on other venues and order messages."""
     kind, venue = window.column("kind"), window.column("venue")
     priced = pc.and_(pc.greater(window.column("price"), 0), pc.greater(window.column("qty"), 0))
     is_trade = pc.fill_null(pc.and_(pc.equal(kind, "trade"), priced), False)
@@ -119,7 +155,7 @@ def split_window(window: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
     book = window.select(BOOK_COLUMNS).filter(book_mask)
     public = window.select(["price", "qty"]).filter(pc.and_(is_trade, pc.invert(book_mask)))
     orders = window.select(ORDER_COLUMNS).filter(pc.fill_null(pc.equal(kind, "order"), False))
-    return book, public, orders
+    return Window(book, public, orders)
 
 
 BOOK_COLUMNS = ["ts", "price", "qty", "side", "buy_owner", "sell_owner", "buy_group", "sell_group", "buy_platform",
@@ -134,24 +170,22 @@ def _codes(*arrays) -> tuple[list[str], list[np.ndarray]]:
         if arrays else pa.array([], pa.string())
     enc = pc.dictionary_encode(allv)
     names = enc.dictionary.to_pylist()
-    order = np.argsort(np.array(names, dtype=object), kind="stable") if names else np.zeros(0, np.int64)
-    rank = np.empty(len(names), np.int64)
+    # sorted in C (UTF-8 bytes sort as their code points do, as Python sorts strings)
+    order = pc.array_sort_indices(enc.dictionary).to_numpy()
+    rank = np.empty(len(names) + 1, np.int64)  # the last one for null
     rank[order] = np.arange(len(names))
-    idx = pc.fill_null(enc.indices, -1).to_numpy().astype(np.int64)
-    codes = np.where(idx >= 0, rank[np.maximum(idx, 0)] if len(names) else -1, -1)
+    rank[-1] = -1
+    idx = enc.indices if not enc.indices.null_count else pc.fill_null(enc.indices, len(names))
+    codes = rank[idx.to_numpy()]
     out, at = [], 0
     for n in lens:
         out.append(codes[at:at + n])
         at += n
-    return [names[i] for i in order], out
+    return [names[i] for i in order.tolist()], out
 
 
-def _is(col, value: str) -> np.ndarray:
-    return pc.fill_null(pc.equal(col, value), False).to_numpy(zero_copy_only=False)
-
-
-def _parts(window) -> tuple[pa.Table, pa.Table, pa.Table]:
-    return window if isinstance(window, tuple) else split_window(window)
+def _parts(window: pa.Table | Window) -> Window:
+    return window if isinstance(window, Window) else split_window(window)
 
 
 def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
@@ -163,14 +197,15 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
     ``recent_news``: (order_id, ts) of ``new`` orders from before the window, so an order placed
     just before the window and cancelled in it still has a cancel latency.
     """
-    book, _, orders = _parts(window)
+    w = _parts(window)
+    book, orders = w.book, w.orders
     owners, (bo, so, oo) = _codes(book.column("buy_owner"), book.column("sell_owner"), orders.column("owner"))
     k = len(owners)
     if k == 0:
         return OwnerWindow([], np.zeros((0, len(OWNER_FEATURES))), np.zeros(0), np.zeros(0))
     # -- trade legs: buyer (+qty) and seller (-qty) of every shared-book trade
     n = book.num_rows
-    q, p = _num(book, "qty"), _num(book, "price")
+    q, p = w.num("book", "qty"), w.num("book", "price")
     same_group = pc.fill_null(pc.equal(book.column("buy_group"), book.column("sell_group")), False).to_numpy(
         zero_copy_only=False)
     leg_owner = np.concatenate([bo, so])
@@ -180,8 +215,9 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
     leg_p = np.concatenate([p, p])
     leg_self = np.concatenate([bo == so, bo == so])
     leg_group = np.concatenate([same_group & (bo != so)] * 2)
-    leg_aggr = np.concatenate([_is(book.column("side"), "buy"), _is(book.column("side"), "sell")])
-    leg_hk = np.concatenate([_is(book.column("buy_platform"), "HKVATP"), _is(book.column("sell_platform"), "HKVATP")])
+    buy_aggr, sell_aggr = w.is_("book", "side", "buy"), w.is_("book", "side", "sell")
+    leg_aggr = np.concatenate([buy_aggr, sell_aggr])
+    leg_hk = np.concatenate([w.is_("book", "buy_platform", "HKVATP"), w.is_("book", "sell_platform", "HKVATP")])
     ok = leg_owner >= 0
     code = leg_owner[ok]
     lq, ls, lp = leg_q[ok], leg_sign[ok], leg_p[ok]
@@ -232,42 +268,44 @@ def owner_features(window, recent_news: pa.Table | None, *, window_ms: int,
         f["price_dev_bps"] = np.zeros(k)
         np.maximum.at(f["price_dev_bps"], code, leg_dev)
         f["push_bps"] = _push_bps(p, book.column("ts").cast(pa.int64()).to_numpy().astype(np.float64), bo, so,
-                                  _is(book.column("side"), "buy"), _is(book.column("side"), "sell"), k)
+                                  buy_aggr, sell_aggr, k)
     else:
         f["realised_spread"] = f["price_dev_bps"] = f["push_bps"] = np.zeros(k)
     # -- order messages: rate, order-to-trade, cancels, cancel latency, cancelled quantity
     o_ok = oo >= 0
     ocode = oo[o_ok]
-    action = orders.column("action")
-    is_new, is_cancel = _is(action, "new")[o_ok], _is(action, "cancel")[o_ok]
+    all_new = w.is_("orders", "action", "new")
+    is_new, is_cancel = all_new[o_ok], w.is_("orders", "action", "cancel")[o_ok]
     obc = lambda w: np.bincount(ocode, weights=w, minlength=k)  # noqa: E731
     msgs = np.bincount(ocode, minlength=k).astype(np.float64)
     news = obc(is_new.astype(float))
     cancels = obc(is_cancel.astype(float))
-    oq = _num(orders, "qty")[o_ok]
+    oq = w.num("orders", "qty")[o_ok]
     f["msg_rate"] = np.log1p(msgs * 60_000 / window_ms)
     f["order_to_trade"] = np.log1p(msgs / (n_legs + 1))
     f["cancel_rate"] = np.minimum(cancels / (news + PSEUDO_ORDERS), 1.0)
     f["cancel_to_trade_qty"] = np.log1p(obc(oq * is_cancel) / (gross + typical))
     fast = np.zeros(len(ocode), bool)
     if is_cancel.any():
-        ots = orders.column("ts").cast(pa.int64()).to_numpy()[o_ok]
-        oid = orders.column("order_id").filter(pa.array(o_ok))
-        new_rows = orders.filter(pa.array(o_ok & _is(action, "new")))
-        placed = pa.concat_tables(([recent_news] if recent_news is not None else [])
-                                  + [new_rows.select(["order_id", "ts"])])
+        # each cancel's latency: the time since its order's `new` (the first placed, in this window or just before)
+        cancel = np.flatnonzero(is_cancel)
+        cancelled = pa.array(o_ok & w.is_("orders", "action", "cancel"))
+        ots = orders.column("ts").filter(cancelled).cast(pa.int64()).to_numpy()
+        oid = orders.column("order_id").filter(cancelled)
+        new_rows = orders.select(["order_id", "ts"]).filter(pa.array(o_ok & all_new))
+        placed = pa.concat_tables(([recent_news] if recent_news is not None else []) + [new_rows])
         at = pc.index_in(oid, value_set=placed.column("order_id"))
         found = at.is_valid().to_numpy(zero_copy_only=False)
         at_i = pc.fill_null(at, 0).to_numpy().astype(np.int64)
         new_ts = placed.column("ts").cast(pa.int64()).to_numpy()
         lat = ots - new_ts[at_i] if len(new_ts) else np.full(len(ots), -1)
-        fast = is_cancel & found & (lat >= 0) & (lat <= fast_cancel_ms * 1_000_000)
+        fast[cancel] = found & (lat >= 0) & (lat <= fast_cancel_ms * 1_000_000)
     f["fast_cancel_share"] = obc(fast.astype(float)) / (cancels + PSEUDO_ORDERS)
     cq = oq * is_cancel
     # cancels on one side by an owner that traded on the other: interest shown and withdrawn
-    side = orders.column("side")
     traded_sell, traded_buy = (sold > 0)[ocode], (bought > 0)[ocode]
-    against = (traded_sell & _is(side, "buy")[o_ok]) | (traded_buy & _is(side, "sell")[o_ok])
+    against = (traded_sell & w.is_("orders", "side", "buy")[o_ok]) | (traded_buy
+                                                                      & w.is_("orders", "side", "sell")[o_ok])
     f["opposite_cancel"] = np.log1p(obc(cq * against) / (gross + typical))
     out = np.column_stack([f[name] for name in OWNER_FEATURES])
     return OwnerWindow(owners, out, n_legs, msgs)
@@ -328,7 +366,7 @@ def recent_news(window: pa.Table, window_end_ns: int, fast_cancel_ms: int) -> pa
     return t.filter(mask).select(["order_id", "ts"])
 
 
-def _platform_net(book: pa.Table, q: np.ndarray) -> float:
+def _platform_net(w: Window, q: np.ndarray) -> float:
     """log1p of the net quantity one platform's clients bought from the other's, in typical trades.
 
     Random cross-platform flow nets to about the square root of its trades; a one-way surge is the
@@ -336,8 +374,8 @@ def _platform_net(book: pa.Table, q: np.ndarray) -> float:
     """
     if not len(q):
         return 0.0
-    hk_buys = _is(book.column("buy_platform"), "HKVATP") & _is(book.column("sell_platform"), "OVSAFF")
-    ov_buys = _is(book.column("buy_platform"), "OVSAFF") & _is(book.column("sell_platform"), "HKVATP")
+    hk_buys = w.is_("book", "buy_platform", "HKVATP") & w.is_("book", "sell_platform", "OVSAFF")
+    ov_buys = w.is_("book", "buy_platform", "OVSAFF") & w.is_("book", "sell_platform", "HKVATP")
     return float(np.log1p(abs(float((q * hk_buys).sum() - (q * ov_buys).sum())) / float(np.median(q))))
 
 
@@ -356,19 +394,20 @@ def market_features(window, prev_vwap: float | None, public_only: bool = False) 
     ({'log_trades': 1.1, 'log_volume': 1.1, 'return_bps': 100.0, 'venue_gap_bps': 100.0, 'log_messages': 0.0,
       'platform_net': 1.1}, 101.0)
     """
-    book, public, orders = _parts(window)
-    if public_only:
-        book, public = public, public.slice(0, 0)
-    q, p = _num(book, "qty"), _num(book, "price")
+    w = _parts(window)
+    own = "public" if public_only else "book"  # the trades that are the instrument's market
+    q, p = w.num(own, "qty"), w.num(own, "price")
     vwap = float((p * q).sum() / q.sum()) if q.sum() > 0 else None
-    pq, pp = _num(public, "qty"), _num(public, "price")
-    ref = float((pp * pq).sum() / pq.sum()) if pq.sum() > 0 else None
+    ref = None
+    if not public_only:
+        pq, pp = w.num("public", "qty"), w.num("public", "price")
+        ref = float((pp * pq).sum() / pq.sum()) if pq.sum() > 0 else None
     f = {
-        "log_trades": float(np.log1p(book.num_rows)),
+        "log_trades": float(np.log1p(getattr(w, own).num_rows)),
         "log_volume": float(np.log1p(q.sum() / np.median(q))) if len(q) else 0.0,
         "return_bps": abs(vwap / prev_vwap - 1.0) * 1e4 if vwap and prev_vwap else 0.0,
         "venue_gap_bps": abs(vwap / ref - 1.0) * 1e4 if vwap and ref else 0.0,
-        "log_messages": float(np.log1p(orders.num_rows)),
-        "platform_net": _platform_net(book, q) if not public_only else 0.0,
+        "log_messages": float(np.log1p(w.orders.num_rows)),
+        "platform_net": _platform_net(w, q) if not public_only else 0.0,
     }
     return f, vwap if vwap is not None else prev_vwap

@@ -64,11 +64,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from river import drift, stats
+from river import stats
 from river.base import AnomalyDetector
 
 from detectors._features import (MARKET_FEATURES, MESSAGE_ACTIONS, OWNER_FEATURES, market_features, owner_features,
@@ -76,6 +77,9 @@ from detectors._features import (MARKET_FEATURES, MESSAGE_ACTIONS, OWNER_FEATURE
 from detectors.base import Detector, keep_rows
 from surveil.alerts import Alert, Severity, evidence_id
 from surveil.schemas import Kind, to_rows
+
+if TYPE_CHECKING:
+    from river.drift import PageHinkley
 
 KEEP_EXTRA = ("buy_group", "sell_group")  # besides the evidence columns (keep_rows)
 ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "ts", "src", "src_seq"]
@@ -212,7 +216,7 @@ class BehaviourState:
     population: _RobustPopulation | None = None
     market: _RollingScorer | None = None
     scores: stats.Quantile | None = None  # owner-window scores since the start or the last drift: adaptive threshold
-    drift: drift.PageHinkley | None = None
+    drift: PageHinkley | None = None
     level: float | None = None  # recent log trade count per window (what the drift detector's input is clipped to)
     own: dict = field(default_factory=dict)  # owner -> row of the own_* arrays (its own baseline)
     own_mean: np.ndarray = field(default_factory=lambda: np.zeros((0, len(OWNER_FEATURES))))
@@ -295,8 +299,10 @@ class BehaviourAnomaly(Detector):
             state.market = _RollingScorer(MARKET_FEATURES, self.market_history)
             state.scores, state.scored = stats.Quantile(self.threshold_quantile), 0
         if state.drift is None:
-            state.drift = drift.PageHinkley(min_instances=max(self.warmup_windows, 3), delta=DRIFT_DELTA,
-                                            threshold=self.drift_threshold, mode="both")
+            from river.drift import PageHinkley  # here: river.drift imports scipy.stats (a second at every start)
+
+            state.drift = PageHinkley(min_instances=max(self.warmup_windows, 3), delta=DRIFT_DELTA,
+                                      threshold=self.drift_threshold, mode="both")
 
     def is_idle(self, state: BehaviourState, now_ns: int) -> bool:
         # any later row would reset the state (max_gap_ms), so dropping it changes nothing
@@ -307,6 +313,16 @@ class BehaviourAnomaly(Detector):
         if n == 0:
             return []
         ts = events.column("ts").cast(pa.int64()).to_numpy()
+        first, last = int(ts.min()), int(ts.max())
+        prev_ts = first if state.last_ts_ns is None else state.last_ts_ns
+        window = first // (self.window_ms * 1_000_000)
+        if (last // (self.window_ms * 1_000_000) == window and state.window_id in (None, window)
+                and max(last, prev_ts) - min(first, prev_ts) <= self.max_gap_ms * 1_000_000):
+            # most batches: every row in the open window, and no gap (the rows and the last one are within one)
+            state.window_id = window
+            state.rows.append(events)
+            state.last_ts_ns = int(ts[-1])
+            return []
         wid = ts // (self.window_ms * 1_000_000)
         prev = np.concatenate(([ts[0] if state.last_ts_ns is None else state.last_ts_ns], ts))
         resets = set(np.flatnonzero(np.diff(prev) > self.max_gap_ms * 1_000_000).tolist())
@@ -339,13 +355,14 @@ class BehaviourAnomaly(Detector):
         parts = split_window(window)
         ow = owner_features(parts, state.news, window_ms=self.window_ms, fast_cancel_ms=self.fast_cancel_ms)
         state.news = recent_news(window, end, self.fast_cancel_ms)
-        state.has_book = state.has_book or parts[0].num_rows > 0
+        state.has_book = state.has_book or parts.book.num_rows > 0
         mf, state.prev_vwap = market_features(parts, state.prev_vwap, public_only=not state.has_book)
         # an owner is judged only once the regulars (market makers) can have their own history
         warm = state.windows >= max(self.warmup_windows, self.own_min_windows)
         alerts = []
         # the instrument's own window
-        mz = state.market.zscores(mf, self._market_floor(state, parts[0] if state.has_book else parts[1]))
+        mz = state.market.zscores(mf, self._market_floor(state, parts.num("book" if state.has_book else "public",
+                                                                           "price")))
         m_score = float(_combine(np.array([list(mz.values())]))[0])
         if warm and state.market.n >= self.warmup_windows and m_score >= self.market_min_score:
             alerts.append(self._alert(window, start, end, None, mf, mz, m_score, self.market_min_score,
@@ -386,10 +403,10 @@ class BehaviourAnomaly(Detector):
         return alerts
 
     @staticmethod
-    def _market_floor(state: BehaviourState, trades: pa.Table) -> np.ndarray:
+    def _market_floor(state: BehaviourState, p: np.ndarray) -> np.ndarray:
         """The market features' spread floors, the return's raised to ``TICK_FLOOR`` ticks of the smallest price
-        step seen: a price moves by whole ticks, and on a coin whose tick is 40 bps one tick up is no surprise."""
-        p = trades.column("price").to_numpy()
+        step seen (``p``: the market's trade prices in the window): a price moves by whole ticks, and on a coin
+        whose tick is 40 bps one tick up is no surprise."""
         step = np.diff(p)
         moved = step != 0
         if moved.any():
