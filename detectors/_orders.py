@@ -376,11 +376,13 @@ class OrderPatternDetector(Detector):
     @staticmethod
     def near(state: BookState, orders: list[Order], side: str, ts: int, max_bps: float) -> list[Order]:
         """``orders`` (all on ``side``) resting at most ``max_bps`` behind their venue's touch at
-        ``ts`` (the filter ``distance_bps`` would give, with each venue's touch read once)."""
-        touch = {v: p for v, (t, p) in state.touch.items() if ts - t <= TOUCH_MAX_AGE_NS}
+        ``ts``: the filter ``distance_bps`` would give, inlined (a market maker's every fill reads its ladder)."""
+        touch, oldest = state.touch, ts - TOUCH_MAX_AGE_NS
         if side == BUY:
-            return [o for o in orders if (p := touch.get(o.venue)) is not None and (p - o.price) / p * 1e4 <= max_bps]
-        return [o for o in orders if (p := touch.get(o.venue)) is not None and (o.price - p) / p * 1e4 <= max_bps]
+            return [o for o in orders if (t := touch.get(o.venue)) is not None and t[0] >= oldest
+                    and (t[1] - o.price) / t[1] * 1e4 <= max_bps]
+        return [o for o in orders if (t := touch.get(o.venue)) is not None and t[0] >= oldest
+                and (o.price - t[1]) / t[1] * 1e4 <= max_bps]
 
     def _place(self, state: BookState, books: tuple[OwnerBook, ...], order: Order, oid: str, ts: int,
                new: bool) -> None:
