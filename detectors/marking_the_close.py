@@ -104,6 +104,11 @@ ID_COLUMNS = ["kind", "venue", "trade_id", "exec_id", "instrument", "ts", "src",
 # whatever its size: small live batches wait (``MarkState.fresh``) until this many rows, or a verdict,
 # are there and are sorted in one go.
 FOLD_ROWS = 8192
+# What a habit reads of an aggressive trade (``_campaigns``).  A fold of ``agg`` older than the window
+# of every fixing still to judge can hold no evidence, only habit: it keeps these columns alone
+# (``_trim``), as the habit_ms of a busy venue's trades with every evidence column held most of the
+# daemon's memory (a 5k events/s feed grew it about 80 MB a minute for the habit's ten minutes).
+HABIT_COLUMNS = ["ts", "side", "qty", "venue", "_owner"]
 
 
 @dataclass
@@ -344,9 +349,17 @@ class MarkingTheClose(Detector):
         # an owner's habit is read over habit_ms
         while state.agg and state.agg[0][0] < oldest - max(self.habit_ms * MS, window):
             state.agg.pop(0)
+        for k, (last, t) in enumerate(state.agg):  # before every window still to judge: habit only
+            if last >= oldest - window:
+                break
+            if t.num_columns > len(HABIT_COLUMNS):
+                state.agg[k] = (last, t.select(HABIT_COLUMNS))
 
-    def _agg(self, state: MarkState) -> pa.Table | None:
-        tables = [t for _, t in state.agg if t.num_rows]
+    def _agg(self, state: MarkState, columns: list[str] | None = None) -> pa.Table | None:
+        """The aggressive trades kept: ``columns`` of every fold, or all columns of the folds that
+        have them (the newest: every trade a verdict may take as evidence is in them)."""
+        tables = [t.select(columns) if columns else t for _, t in state.agg
+                  if t.num_rows and (columns or t.num_columns > len(HABIT_COLUMNS))]
         return pa.concat_tables(tables) if tables else None
 
     def _level(self, tape: dict, venue: str, at: int) -> float | None:
@@ -382,7 +395,7 @@ class MarkingTheClose(Detector):
         unlikely its net count that way is (upper tail) says how far out of habit the stretch is.
         A busy taker trading both ways at random nets out; its campaign does not.
         """
-        agg = self._agg(state)
+        agg = self._agg(state, HABIT_COLUMNS)
         if agg is None:
             return []
         window, habit_ns = self.window_ms * MS, self.habit_ms * MS

@@ -262,7 +262,8 @@ def test_busy_campaign_same_alerts_in_any_batching():
 @pytest.mark.parametrize("fold_rows", [1, 50, 10**9])
 def test_same_alerts_however_batches_are_folded(monkeypatch, fold_rows):
     # small batches wait to be sorted onto the tape in bulk (FOLD_ROWS) and state is trimmed a fold at a time:
-    # neither changes what is read, over a market with fixings every 5 minutes
+    # neither changes what is read, over a market with fixings every 5 minutes; nor does keeping only the
+    # habit's columns of the folds older than every window still to judge
     import detectors.marking_the_close as mtc
     monkeypatch.setattr(mtc, "FOLD_ROWS", fold_rows)
     m = contract_market(seconds=1200)
@@ -270,11 +271,13 @@ def test_same_alerts_however_batches_are_folded(monkeypatch, fold_rows):
     d = MarkingTheClose(fixing_every_ms=300_000)
     reference = d.new_state()
     want = d.update(reference, d.select(t)) + d.flush(reference)
-    st, got = d.new_state(), []
+    st, got, slimmed = d.new_state(), [], False
     for i in range(0, t.num_rows, 23):
         got += d.update(st, d.select(t.slice(i, 23)))
         assert st.fresh_rows == sum(x.num_rows for x in st.fresh) < fold_rows
+        slimmed |= any(x.column_names == mtc.HABIT_COLUMNS for _, x in st.agg)  # folds past every window: habit only
     got += d.flush(st)
+    assert slimmed or fold_rows == 10**9
     assert want and [(a.alert_id, a.summary, a.metrics) for a in got] == [(a.alert_id, a.summary, a.metrics)
                                                                            for a in want]
 
