@@ -12,7 +12,7 @@ runs spoofing and layering so (``detectors.stages``).
 
 Every piece of state expires by event time as rows are read, so a state untouched past
 ``horizon_ns`` reads the next rows exactly as a new one would: that makes ``is_idle`` safe.
-Rows are read once per batch as column lists (``Rows``); the few kept as evidence become
+Rows are read once per batch as column lists (``base.Rows``); the few kept as evidence become
 dicts (plain values: nothing pins a batch), turned back into Arrow on alert.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector, keep_rows
+from detectors.base import Detector, Rows, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, evidence_id
 from surveil.schemas import Action, Kind, Side
 
@@ -79,36 +79,6 @@ class RollingQuantile:
             self._drop()
         n = len(self.sorted)
         return self.sorted[min(int(n * q), n - 1)] if n >= min_samples else None
-
-
-class Rows:
-    """One batch's columns as Python lists, read by index.  The loop reads ``LOOP_COLUMNS``; the
-    rest of a row (evidence only) is converted when a row is first kept, and an order still
-    resting when the batch ends gets its row in one ``take`` of those rows (``rows``)."""
-
-    def __init__(self, table: pa.Table):
-        self.table = table
-        self.cols = {name: _pylist(table.column(name)) for name in LOOP_COLUMNS}
-        for name, values in self.cols.items():
-            setattr(self, name, values)
-        self._all = False
-
-    def row(self, i: int) -> dict:
-        if not self._all:  # a row is kept: the batch's evidence columns are read once, for all
-            self.cols.update((name, _pylist(self.table.column(name))) for name in ROW_COLUMNS if name not in self.cols)
-            self._all = True
-        return {name: self.cols[name][i] for name in ROW_COLUMNS}
-
-    def rows(self, index: list[int]) -> list[dict]:
-        if self._all or len(index) * 4 > self.table.num_rows:
-            return [self.row(i) for i in index]
-        t = self.table.select(list(ROW_COLUMNS)).take(pa.array(index, pa.int64()))
-        cols = [_pylist(c) for c in t.columns]
-        return [dict(zip(ROW_COLUMNS, values)) for values in zip(*cols)]
-
-
-def _pylist(col) -> list:
-    return (col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist()
 
 
 @dataclass
@@ -231,7 +201,7 @@ class OrderPatternDetector(Detector):
         instrument = events.column("instrument")[0].as_py()
         out: dict[str, Alert] = {}
         window = self.max_cancel_ms * MS
-        b = Rows(events)
+        b = Rows(events, LOOP_COLUMNS, ROW_COLUMNS)
         placed: list[Order] = []  # orders placed in this batch, their rows not yet read
         for i, (ts, kind) in enumerate(zip(b.ts, b.kind)):
             state.last_ns = ts

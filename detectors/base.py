@@ -104,6 +104,36 @@ def keep_rows(events: pa.Table, mask, extra: tuple[str, ...] = ()) -> pa.Table:
     return kept.filter(mask) if kept.column(0).num_chunks <= 1 else kept.take(pc.indices_nonzero(mask))
 
 
+class Rows:
+    """One batch's columns as Python lists, read by index (``rows.ts[i]``): a per-row loop reads
+    the ``read`` columns; a row's dict of the ``keep`` columns is built only for the few rows a
+    detector keeps as evidence, their other columns converted when the first is kept (or, for a
+    few rows, in one ``take``: ``rows``)."""
+
+    def __init__(self, table: pa.Table, read: tuple[str, ...], keep: tuple[str, ...]):
+        self.table, self.keep = table, keep
+        self.cols = {name: _pylist(table.column(name)) for name in read}
+        for name, values in self.cols.items():
+            setattr(self, name, values)
+        self._all = False
+
+    def row(self, i: int) -> dict:
+        if not self._all:  # a row is kept: the batch's evidence columns are read once, for all
+            self.cols.update((name, _pylist(self.table.column(name))) for name in self.keep if name not in self.cols)
+            self._all = True
+        return {name: self.cols[name][i] for name in self.keep}
+
+    def rows(self, index: list[int]) -> list[dict]:
+        if self._all or len(index) * 4 > self.table.num_rows:
+            return [self.row(i) for i in index]
+        t = self.table.select(list(self.keep)).take(pa.array(index, pa.int64()))
+        return [dict(zip(self.keep, values)) for values in zip(*map(_pylist, t.columns))]
+
+
+def _pylist(col) -> list:
+    return (col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist()
+
+
 def state_size(state: Any) -> int:
     """A rough count of the items a state holds (for the bounded-memory contract test)."""
     total = 0

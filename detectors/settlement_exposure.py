@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import Detector, keep_rows
+from detectors.base import Detector, Rows, keep_rows
 from surveil.alerts import EVIDENCE_COLUMNS, EVIDENCE_SCHEMA, Alert, Severity, evidence_id
 from surveil.schemas import Kind
 
@@ -53,7 +53,8 @@ MS = 1_000_000
 RESOLUTION_MS = 1_000  # obligations are kept per second of trading: a settlement settles whole seconds
 HYSTERESIS = 0.2  # an episode ends below (1 - this) x the lowest level: no flicker around it
 MAX_EVIDENCE = 12  # trades kept per episode: the ones that crossed a level and the largest
-ROW_COLUMNS = list(EVIDENCE_COLUMNS)
+# what the loop reads of every row; a kept row (evidence) has every evidence column
+LOOP_COLUMNS = ("ts", "kind", "instrument", "platform", "buy_platform", "sell_platform", "price", "qty")
 _TRADE, _SETTLEMENT = Kind.TRADE.value, Kind.SETTLEMENT.value
 
 
@@ -76,22 +77,6 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 def _assets(instrument: str) -> tuple[str, str]:
     base, _, quote = instrument.partition("/")
     return base, quote or "?"
-
-
-class _Rows:
-    """One batch's columns as Python lists, read by index: a row's dict is built only for the few
-    rows kept (a book's first trade of each second, an episode's evidence), not for every trade."""
-
-    def __init__(self, table: pa.Table):
-        self.cols = {c: (col.cast(pa.int64()) if c == "ts" else col).to_pylist()
-                     for c, col in zip(ROW_COLUMNS, table.select(ROW_COLUMNS).columns)}
-        self.ts, self.kind, self.instrument = self.cols["ts"], self.cols["kind"], self.cols["instrument"]
-        self.platform, self.buy_platform, self.sell_platform = (
-            self.cols["platform"], self.cols["buy_platform"], self.cols["sell_platform"])
-        self.price, self.qty = self.cols["price"], self.cols["qty"]
-
-    def row(self, i: int) -> dict:
-        return {c: v[i] for c, v in self.cols.items()}
 
 
 @dataclass
@@ -186,7 +171,7 @@ class SettlementExposure(Detector):
         venue = events.column("venue")[0].as_py()
         out: dict[str, Alert] = {}
         cycle = self.settlement_cycle_ms * MS
-        rows = _Rows(events)
+        rows = Rows(events, LOOP_COLUMNS, EVIDENCE_COLUMNS)
         for i, ts in enumerate(rows.ts):
             state.last_ns = ts
             if state.cycle_end_ns is None:
@@ -218,7 +203,7 @@ class SettlementExposure(Detector):
         return rows[0]["venue"] if rows else ""
 
     # -- obligations --------------------------------------------------------------------------
-    def _trade(self, state: ExposureState, rows: _Rows, i: int, ts: int, venue: str, out: dict) -> None:
+    def _trade(self, state: ExposureState, rows: Rows, i: int, ts: int, venue: str, out: dict) -> None:
         price, qty = rows.price[i], rows.qty[i]
         if not price or not qty:
             return
@@ -258,7 +243,7 @@ class SettlementExposure(Detector):
         return assets, qty, per_inst
 
     def _judge(self, state: ExposureState, aff: str, ts: int, venue: str, out: dict,
-               trade: tuple[_Rows, int] | None) -> None:
+               trade: tuple[Rows, int] | None) -> None:
         """The exposure to ``aff`` after a trade (the batch's rows and its index) or a settlement (None)."""
         assets, qty, per_inst = self._values(state, aff)
         exposure = sum(v for v in assets.values() if v > 0)
