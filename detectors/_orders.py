@@ -343,6 +343,10 @@ class OrderPatternDetector(Detector):
         behind = t[1] - order.price if order.side == BUY else order.price - t[1]
         return behind / t[1] * 1e4
 
+    def placed_near(self, order: Order) -> bool:
+        """``order`` was within ``max_distance_bps`` of its venue's touch when placed (or amended)."""
+        return order.distance is not None and order.distance <= self.max_distance_bps
+
     @staticmethod
     def near(state: BookState, orders: list[Order], side: str, ts: int, max_bps: float) -> list[Order]:
         """``orders`` (all on ``side``) resting at most ``max_bps`` behind their venue's touch at

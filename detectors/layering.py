@@ -112,7 +112,7 @@ class Layering(OrderPatternDetector):
         self.min_exec_ratio = float(min_exec_ratio)
 
     def _track(self, state: BookState, book: OwnerBook, order: Order, oid: str, ts: int, new: bool) -> None:
-        if order.distance is not None and order.distance <= self.max_distance_bps:
+        if self.placed_near(order):
             book.marked[order.side][oid] = order
         if new:
             book.sizes.add(ts, order.qty)

@@ -92,7 +92,7 @@ class Spoofing(OrderPatternDetector):
             # as a market maker's quote sizes spread widely around its median
             own = book.sizes.quantile(ts, 0.75, MIN_OWNER_SAMPLES)
             large = own is None or order.qty >= self.size_multiple * own
-        if large and order.distance is not None and order.distance <= self.max_distance_bps:
+        if large and self.placed_near(order):
             book.marked[order.side][oid] = order
         if new:
             book.sizes.add(ts, order.qty)
@@ -104,9 +104,7 @@ class Spoofing(OrderPatternDetector):
             return []
         # Levels of all the owner's orders near the touch on that side, large or not: a ladder
         # of more is layering, which detectors/layering.py reports (one alert per episode).
-        near = self.max_distance_bps
-        if len({o.price for o in book.orders.values()
-                if o.side == side and o.distance is not None and o.distance <= near}) > self.max_levels:
+        if len({o.price for o in book.orders.values() if o.side == side and self.placed_near(o)}) > self.max_levels:
             return []
         if not self.one_sided(book, side, large, executing, state.last_ns) \
                 or not self.one_way(book, side, large, state.last_ns):
