@@ -258,6 +258,9 @@ def inject_marking_the_close(m, rng, slot):
     u = np.concatenate([[1.0], rng.uniform(0.02, 1.0, n - 1)])
     ts = np.sort(f - (lead * u ** 2 * NS).astype(np.int64))
     m.used_owners.add(o)
+    # One who pushes the price into the fixing does not hit the other side there meanwhile (that would undo
+    # the push): its everyday flow that way pauses for the campaign, the rest of its trading goes on.
+    m.quiet.append((o, inst, start, f, 1 - side))
     ep = m.new_episode("marking_the_close", inst, [SHARED], owner_ids(m, [o]), account_ids(m, [acct]), start, f, {
         "fixing_ns": int(f), "side": SIDE_NAMES[side], "lead_s": round(lead, 3), "move_bps": round(move, 3),
         "revert_s": round(revert, 3), "n_trades": n, "platform": m.platform_of(acct),

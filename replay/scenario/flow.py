@@ -170,6 +170,7 @@ def background(m, rng) -> None:
         taker = draw_accounts(rng, pop.taker_pool, pop.taker_weight, n)
         if len(pop.arb_accounts):
             taker = np.where(is_arb, pop.arb_accounts[rng.integers(0, len(pop.arb_accounts), n)], taker)
+        taker = m.keep_quiet(inst, ts, taker, aggr, ~is_arb)
         maker = draw_accounts(rng, pop.maker_pool, pop.maker_weight, n)
         bad = pop.linked(maker, taker)
         while bad.any():  # never match an owner (or a linked group) with itself in the background

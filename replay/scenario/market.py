@@ -24,7 +24,7 @@ from .config import PLATFORMS, REFX, SHARED, ScenarioConfig, fixings_ns
 from .episodes import EPISODE_TYPES, Episode, Scheduler, episode_count
 from .episodes_platform import extra_tables
 from .flow import background
-from .population import TRADER, Population, build_population
+from .population import TRADER, Population, build_population, draw_accounts
 from .prices import PriceModel, touch_ticks
 
 
@@ -56,6 +56,8 @@ class Market:
         self._lookalike = False
         self._deferred: list = []  # builds of the extra types, run once every price impact is in
         self.order_specs: dict[int, tuple[set[int], bool]] = {}  # episode index -> (accounts, resting only)
+        # (owner, instrument, start_ns, end_ns, side): the owner takes no background liquidity that way then
+        self.quiet: list[tuple[int, int, int, int, int]] = []
 
     # ---- helpers for injection functions ------------------------------------------------
     def instrument_order(self, rng) -> list[int]:
@@ -107,6 +109,23 @@ class Market:
     def defer(self, build) -> None:
         """Run ``build()`` after every type has placed its windows (and price impacts)."""
         self._deferred.append(build)
+
+    def keep_quiet(self, inst: int, ts: np.ndarray, taker: np.ndarray, aggr: np.ndarray,
+                   free: np.ndarray) -> np.ndarray:
+        """Background takers (where ``free``) redrawn where an episode keeps their owner from taking that way
+        then (``quiet``).  Own random stream: the background's own draws stay as they are."""
+        pop, rng = self.pop, None
+        for o, i, t0, t1, side in self.quiet:
+            if i != inst:
+                continue
+            bad = free & (pop.account_owner[taker] == o) & (ts >= t0) & (ts <= t1) & (aggr == side)
+            if bad.any():
+                rng = rng or component_rng(self.cfg.seed, f"background:quiet:{inst}")
+                taker = taker.copy()
+                while bad.any():
+                    taker[bad] = draw_accounts(rng, pop.taker_pool, pop.taker_weight, int(bad.sum()))
+                    bad &= pop.account_owner[taker] == o
+        return taker
 
     def label_orders(self, ep: Episode, accounts, resting_only: bool = False, related=()) -> None:
         """The label lists the episode's orders of ``accounts`` (only resting-only ones if asked)."""

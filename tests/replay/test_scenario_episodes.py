@@ -233,6 +233,11 @@ def test_marking_the_close_moves_the_price_into_a_fixing():
         before = m.premium_bps(e["instrument"], e["start_ns"] - 20 * S, e["start_ns"])
         at = m.premium_bps(e["instrument"], p["fixing_ns"] - 5 * S, p["fixing_ns"])
         assert 30 <= p["move_bps"] <= 150 and sign * (at - before) > 0.75 * p["move_bps"] - 10
+        # the owner does not hit the other side meanwhile (its everyday flow that way pauses)
+        taking = [t["side"] for t in m.trades.values() if t["instrument"] == e["instrument"]
+                  and e["start_ns"] <= t["ts"] <= p["fixing_ns"]
+                  and m.owner_of[t["buy_account" if t["side"] == "buy" else "sell_account"]] == e["owners"][0]]
+        assert taking.count(p["side"]) >= len(trades) and set(taking) == {p["side"]}
 
 
 def test_pump_and_dump_rise_volume_and_collapse():
