@@ -48,14 +48,14 @@ Parameters (defaults): ``fixing_every_ms`` 300 000, ``window_ms`` 300 000, ``hab
 ``max_prior_move_share`` 1.0 (units in ``param_docs``).
 
 Measured (``bench/bench_accuracy.py --only marking_the_close``, 30-minute markets at 400 events/s
-with every episode type and look-alike): seeds 0-9 (tuned on) precision 1.00, recall 0.80 (8/10; v2.0
-1.00 and 0.70), 0 alerts on 3 clean markets (2.2 M events); unseen seeds 20-29 precision 0.86, recall
-0.60 (v2.0: 0.75 and 0.60).  The misses are campaigns a habit test cannot single out: a busy owner's
-5-12 campaign trades among its own random two-way trading (one nets 0 over the 285 s before the
-fixing: 20 buys, 20 sells; another nets buying by volume on a selling campaign), or a habitual
-taker that way; at 1% or more at their habit, they are no less likely than a dozen other takers'
-at the same fixing, and a looser ``max_net_pvalue`` names those (1e-3: precision 0.67 over the 20
-seeds).
+with every episode type and look-alike): seeds 0-9 (tuned on) precision 1.00, recall 0.90 (9/10), 0
+alerts on 10 clean markets (7.2 M events); unseen seeds 20-29 precision 1.00, recall 0.80.  Until the
+scenario generator kept a campaign's owner from hitting the other side during its push, the same code
+scored 1.00 / 0.80 and 0.86 / 0.60: a busy owner's random selling undid its labelled buying (20 buys,
+20 sells in the 285 s before one fixing).  The misses left are 5-9 trade campaigns over 190-280 s by
+owners whose habit makes such a stretch a 1% event, no less likely than a dozen other takers' at the
+same fixing; a looser ``max_net_pvalue`` names those others (1e-3: precision 0.67 over 20 seeds, before
+the generator change).
 
 The verdict on F is reached at the first trade of the instrument at or after F + ``revert_ms``
 (or at the end of input), from the trades before that time only, so alerts do not depend on
