@@ -11,7 +11,8 @@
   best bid/offer while REFX is quiet.  The print sits alone in a 20 s quiet window.
 - ``abnormal_move``: both venues move 1-4% together within 10-60 s and stay there, on 5-20x
   each venue's trade count, for a 1-3 minute window, with no owner behind it.  Not before
-  ``abnormal_warmup_s`` (or half the run) so a detector has a baseline to compare against.
+  ``abnormal_warmup_s`` (20 minutes: abnormal_move's 20 one-minute buckets of baseline), or half
+  the run when that leaves no room for a 3-minute episode, so a detector has a baseline to compare against.
 """
 from __future__ import annotations
 
@@ -174,7 +175,11 @@ def inject_off_market(m, rng, slot):
 
 def inject_abnormal_move(m, rng, slot):
     cfg, ec = m.cfg, m.cfg.episodes
-    earliest = cfg.start_ns + int(min(ec.abnormal_warmup_s, cfg.minutes * 30) * NS)
+    # after the warm-up when the run has room for the longest episode after it; a shorter run, after its half
+    warmup = ec.abnormal_warmup_s
+    if warmup + ec.abnormal_duration_s.hi > cfg.minutes * 60:
+        warmup = cfg.minutes * 30
+    earliest = cfg.start_ns + int(warmup * NS)
     placed = place(m, rng, slot, ec.abnormal_duration_s.draw(rng), ec.abnormal_duration_s.lo, earliest)
     if placed is None:
         return None

@@ -19,7 +19,8 @@ Labelled episodes:
 - ``settlement_exposure``, variant ``surge``: HKVATP clients buy from (or sell to) OVSAFF
   clients one way on one instrument, 0.6-1.5 x the reserve (``settlement_reserve``, the
   detector's default) in 30-80 trades inside one settlement cycle, so the net obligation
-  OVSAFF owes reaches the alert levels; variant ``missed``: one instrument's settlements stop
+  OVSAFF owes reaches the alert levels (a volume surge too: ``abnormal_move`` is in its
+  ``related_types``); variant ``missed``: one instrument's settlements stop
   for 2-3 cycles, so its obligations stay unsettled past the deadline.
 
 Look-alikes (must not alert):
@@ -158,6 +159,8 @@ def _flow(m, rng, slot, type_name: str, one_way: bool):
         if one_way else "alternating", "duration_s": round(dur / NS, 3)})
     if not one_way:
         ep.params["mimics"] = ["settlement_exposure"]
+    else:  # tens of millions one way in a few minutes is also the instrument's abnormal volume
+        ep.related_types = ["abnormal_move"]
     _state(m)
 
     def build():

@@ -250,7 +250,7 @@ def simulate(cfg: ScenarioConfig) -> Scenario:
                                    if a in accts and (resting or not resting_only)})
         elif cfg.exclusive:  # one label layout when the extra types are on (the default's stays as it is)
             ep.order_ids = sorted({oid for oid, _, _ in ep_orders.get(i, [])})
-            ep.related_types = []
+            ep.related_types = list(ep.related_types or [])
         if "reference_deviation" in cfg.episode_types and ep.type in PRICE_MOVERS:
             # with anchors in the market, an episode that moves one venue's price away from the
             # underlying is also, rightly, a deviation from the anchor

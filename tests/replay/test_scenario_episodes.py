@@ -136,6 +136,8 @@ def test_each_type_alone_is_labelled_completely(type_name):
         assert e["owners"] or type_name in ("abnormal_move", "reference_deviation", "settlement_exposure")
         assert e["trade_ids"] or type_name in ("abnormal_move", "excessive_messaging", "reference_deviation",
                                                "settlement_exposure")
+        if type_name == "settlement_exposure":  # a surge is tens of millions one way: abnormal volume too
+            assert e["related_types"] == (["abnormal_move"] if e["params"]["variant"] == "surge" else [])
     assert ("fixings_ns" in m.labels) == (type_name == "marking_the_close")
 
 
@@ -505,3 +507,11 @@ def test_type_selection_and_cli(tmp_path, capsys):
     assert main([str(tmp_path / "cli"), "--minutes", "3", "--eps", "60", "--formats", "canonical",
                  "--episodes", "off_market", "--lookalikes", "none"]) == 0
     assert "episodes: 1, look-alikes: 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_abnormal_move_waits_for_a_20_minute_baseline_when_the_run_has_room(seed):
+    """abnormal_move needs 20 one-minute buckets of history: a 30-minute run places its episodes after them."""
+    m = market(("abnormal_move",), (), 30, seed)
+    eps = m.episodes("abnormal_move")
+    assert eps and all(e["start_ns"] - m.labels["start_ns"] >= 1200 * S for e in eps)
