@@ -124,7 +124,7 @@ class OwnerBook:
     orders: dict[str, Order] = field(default_factory=dict)
     placed: dict = field(default_factory=lambda: {BUY: deque(), SELL: deque()})  # new_ns of orders placed in the window
     open_qty: dict = field(default_factory=lambda: {BUY: 0.0, SELL: 0.0})  # per side over `orders`, kept as they change
-    fills: deque = field(default_factory=deque)  # (ts, side, qty) of the owner's trades in the window
+    fills: deque = field(default_factory=deque)  # (ts, side, qty, took) of the owner's trades in the window
     filled_new: dict = field(default_factory=lambda: {BUY: [], SELL: []})  # sorted new_ns of orders with fills
     marked: dict = field(default_factory=lambda: {BUY: {}, SELL: {}})  # side -> {id: order} the pattern marked
     episodes: dict[str, Episode] = field(default_factory=dict)  # side -> open episode
@@ -268,13 +268,16 @@ class OrderPatternDetector(Detector):
         traded on ``side`` at most ``max_two_way_share`` of what it traded on the other side.  A
         spoofer's orders on ``side`` are there to help it trade the other way; a market maker in a
         trending market also leans its quotes one way and cancels the stale ones, but it keeps
-        being filled on both sides."""
-        since = self._since(orders, now)
+        being filled on both sides.  Liquidity the owner *took* on ``side`` before its first order
+        went in is no quoting: a busy trader's own flow (its quotes hit, or its buying while the
+        orders rest, still count)."""
+        since, first = self._since(orders, now), min(o.new_ns for o in orders)
         traded = {BUY: 0.0, SELL: 0.0}
-        for ts, s, qty in reversed(book.fills):
+        for ts, s, qty, took in reversed(book.fills):
             if ts < since:
                 break
-            traded[s] += qty
+            if s != side or not took or ts >= first:  # liquidity taken that way before its orders: no quoting
+                traded[s] += qty
         return traded[side] <= self.max_two_way_share * traded[OPPOSITE[side]]
 
     def build(self, ep: Episode, owner: str, instrument: str, end_ns: int, **kw) -> Alert:
@@ -403,7 +406,7 @@ class OrderPatternDetector(Detector):
             if books is None:
                 continue
             fills = books[0].fills
-            fills.append((ts, side, b.qty[i] or 0.0))
+            fills.append((ts, side, b.qty[i] or 0.0, b.side[i] == side))  # took: it was the aggressor
             while fills[0][0] < ts - max(self.max_cancel_ms * MS, SIDE_SPAN_NS):  # older than one_way reads
                 fills.popleft()
             resting = OPPOSITE[side]

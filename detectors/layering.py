@@ -61,7 +61,7 @@ from surveil.alerts import Alert, Severity
 
 class Layering(OrderPatternDetector):
     name = "layering"
-    version = "1.1"
+    version = "1.2"
     description = ("Orders on several price levels on one side, an execution by the same owner (any account, "
                    "either platform) on the other side while they rest, then most of them cancelled unfilled.")
     param_docs = {

@@ -44,7 +44,7 @@ from surveil.alerts import Alert, Severity
 
 class Spoofing(OrderPatternDetector):
     name = "spoofing"
-    version = "1.0"
+    version = "1.1"
     description = ("Large orders near the touch on one side, an execution by the same owner (any account, "
                    "either platform) on the other side while they rest, then their cancellation unfilled.")
     param_docs = {

@@ -208,6 +208,17 @@ def test_two_way_share_threshold(bought, fires):
     assert bool(alerts_of(Spoofing(max_two_way_share=0.2), rows)) is fires
 
 
+@pytest.mark.parametrize("took, at, fires", [(True, 38.0, True), (False, 38.0, False), (True, 40.5, False)])
+def test_liquidity_taken_on_the_spoof_side_before_the_orders_is_no_two_way_trading(took, at, fires):
+    # 0.5 bought against the execution's 1.0 sold (50%, beyond max_two_way_share): taken at the ask before the
+    # large bid goes in (40 s), it is a trader's own flow; its own bid hit, or buying while the bid rests, is two-way
+    bought = ([order(at, "tk", "SP", "buy", "new", 100.0, 0.5),
+               trade(at, "tw", "SP", "CP", 100.0, 0.5, aggressor="buy", buy_order="tk"),
+               order(at, "tk", "SP", "buy", "fill", 100.0, 0.5, leaves=0.0)] if took
+              else bid_hit("SP", 99.99, 0.5, t=at - 1))
+    assert bool(alerts_of(Spoofing(), tape() + bought + spoof_rows())) is fires
+
+
 def test_honest_large_order_that_trades_does_not_alert():
     rows = tape() + spoof_rows(filled=10.0)[:-1]  # filled in full: no cancel
     assert alerts_of(Spoofing(), rows) == []
