@@ -110,7 +110,7 @@ def _fmt(x: float | None, nd: int = 3) -> str:
 
 
 def report(labelled: list[dict], clean: list[dict], registered: list[str], args) -> None:
-    from replay.evaluate import rates
+    from replay.evaluate import rates, recall_interval
 
     totals: dict[str, dict] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
     for r in labelled:
@@ -130,7 +130,7 @@ def report(labelled: list[dict], clean: list[dict], registered: list[str], args)
     print(f"targets: recall >= {TARGET_RECALL}, precision >= {TARGET_PRECISION} (owner- and instrument-keyed "
           f"detectors, look-alikes present); clean < {TARGET_CLEAN_PER_M:g} false alerts per M events\n")
     hdr = (f"{'detector':<22}{'episodes':>9}{'found':>7}{'alerts':>8}{'true':>6}{'related':>8}{'look-alike':>11}"
-           f"{'other FP':>9}{'precision':>10}{'recall':>8}{'F1':>7}{'clean':>7}{'per M':>8}  misses")
+           f"{'other FP':>9}{'precision':>10}{'recall':>8}{'95% CI':>11}{'F1':>7}{'clean':>7}{'per M':>8}  misses")
     print(hdr)
     print("-" * len(hdr))
     misses = 0
@@ -138,6 +138,7 @@ def report(labelled: list[dict], clean: list[dict], registered: list[str], args)
     for det in sorted(registered if args.only else set(registered) | set(totals) | set(clean_alerts)):
         t = totals[det]
         rt = rates(t) if t["episodes"] > 0 and det in registered else None
+        ci = recall_interval(t["found"], t["episodes"]) if rt else None
         per_m = clean_alerts[det] / ev_clean * 1e6 if ev_clean and det in registered else None
         flags = []
         if det == NOVEL:
@@ -158,11 +159,13 @@ def report(labelled: list[dict], clean: list[dict], registered: list[str], args)
         misses += bool(flags)
         print(f"{det:<22}{t['episodes']:>9}{t['found']:>7}{t['alerts']:>8}{t['true_alerts']:>6}{t['related_alerts']:>8}"
               f"{t['lookalike_alerts']:>11}{t['false_alerts']:>9}{_fmt(rt and rt['precision']):>10}"
-              f"{_fmt(rt and rt['recall']):>8}{_fmt(rt and rt['f1']):>7}{clean_alerts[det]:>7}{_fmt(per_m, 2):>8}"
+              f"{_fmt(rt and rt['recall']):>8}{'-' if ci is None else f'{ci[0]:.2f}-{ci[1]:.2f}':>11}"
+              f"{_fmt(rt and rt['f1']):>7}{clean_alerts[det]:>7}{_fmt(per_m, 2):>8}"
               f"  {'MISS: ' + ', '.join(flags) if flags else 'ok'}")
     print(f"\n{misses} detector(s) off target.  'precision' = true / (alerts - related); 'look-alike' and "
           f"'other FP' are the false positives; '-' = no labelled episodes of that type, "
-          f"or no such detector.")
+          f"or no such detector; '95% CI': Wilson interval of the recall (ten episodes a type leave it wide: "
+          f"10/10 is 0.72-1.00).")
 
     la: dict[str, int] = defaultdict(int)
     conf: dict[str, int] = defaultdict(int)
