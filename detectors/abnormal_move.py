@@ -270,7 +270,6 @@ class AbnormalMove(Detector):
             def ret_z(stats: tuple, r: float | None) -> float:
                 mean, var, n = stats
                 return _z(r, mean, var) if n >= self.min_buckets and r is not None else 0.0
-
             looks = [(name, _z(math.log(volume), b.vol_mean.get(), b.vol_var.get()), math.exp(b.vol_mean.get()),
                       ret_z(b.ret_stats(), ret_n), math.sqrt(max(b.ret_var.get(), 0.0))) for name, b in bases]
             # abnormal only if so under every baseline: the one where it looks least unusual decides
@@ -335,8 +334,7 @@ class AbnormalMove(Detector):
             params=self.params(),
             metrics={"return_bps": None if ret is None else round(ret * 1e4, 6), "return_z": round(rz[3], 6),
                      "venue_return_bps": {v: round(r * 1e4, 6) for v, (r, _) in moves.items()},
-                     "return_buckets": bk.id - first + 1, "return_baseline": rz[0],
-                     "return_baseline_sd_bps": round(rz[4] * 1e4, 6), "volume": volume,
+                     "return_buckets": bk.id - first + 1, "return_baseline": rz[0], "return_baseline_sd_bps": round(rz[4] * 1e4, 6), "volume": volume,
                      "volume_z": round(vol[1], 6), "volume_multiple": round(min(mult, 1e9), 6),
                      "volume_baseline": vol[0], "baseline_volume_mean": vol[2], "trades": bk.trades,
                      "price_abnormal": ret_abn, "volume_abnormal": vol_abn},
