@@ -13,12 +13,6 @@ A bucket closes when a trade of a later bucket arrives (or at flush) and gives t
   venue's affair - a dislocation, a pump on one venue (other detectors' findings) - and
   neither its price nor its volume alerts here.
 
-A step that falls across a bucket boundary shows as two part-moves, each VWAP holding some of it,
-neither of which may pass on its own: a bucket whose own return did not alert is also judged on the
-return over it and the bucket before (each venue's VWAP change since the traded bucket before its
-previous one, per square root of the buckets between), unless that bucket before already alerted
-on price (the step has had its alert).
-
 Only these features reach river: an exponentially weighted mean and variance
 (``river.stats.EWMean`` / ``EWVar``, fading factor ``baseline_alpha``) per time-of-day slot of
 ``slot_minutes`` (UTC) plus one overall baseline, the recent regime.  A bucket is abnormal only
@@ -81,9 +75,6 @@ class _Baseline:
     def new(cls, alpha: float) -> "_Baseline":
         return cls(stats.EWMean(alpha), stats.EWVar(alpha), stats.EWMean(alpha), stats.EWVar(alpha))
 
-    def ret_stats(self) -> tuple[float, float, int]:
-        return self.ret_mean.get(), self.ret_var.get(), self.n_ret
-
     def learn(self, volume: float, ret: float | None) -> None:
         self.vol_mean.update(math.log(volume))
         self.vol_var.update(math.log(volume))
@@ -92,23 +83,6 @@ class _Baseline:
             self.ret_mean.update(ret)
             self.ret_var.update(ret)
             self.n_ret += 1
-
-
-def _moves(prev: dict, vwaps: dict, bucket: int) -> dict:
-    """Each venue's log VWAP change since its bucket in ``prev`` (venue -> (VWAP, bucket id)), with the
-    buckets between."""
-    return {v: (math.log(vwaps[v] / prev[v][0]), bucket - prev[v][1]) for v in sorted(vwaps) if v in prev}
-
-
-def _market(moves: dict) -> tuple[float | None, float | None, float]:
-    """The market's return, per square root of the buckets it spans, and how far the venues' moves part:
-    the smallest when all venues agree on the direction, else none (0) - one venue moving alone is a
-    dislocation or that venue's own affair (price_dislocation, pump detectors), not the market moving."""
-    if not moves:
-        return None, None, 0.0
-    signs = {math.copysign(1, r) for r, _ in moves.values()}
-    ret, gap = min(moves.values(), key=lambda m: abs(m[0])) if len(signs) == 1 else (0.0, 1)
-    return ret, ret / math.sqrt(gap), max(r for r, _ in moves.values()) - min(r for r, _ in moves.values())
 
 
 def _z(x: float, mean: float, var: float) -> float:
@@ -134,17 +108,12 @@ class AbnormalState:
     overall: _Baseline
     bucket: _Bucket | None = None
     prev: dict = field(default_factory=dict)  # venue -> (VWAP, bucket id) of the last closed bucket it traded in
-    prev2: dict = field(default_factory=dict)  # venue -> (VWAP, bucket id) of the traded bucket before that one
-    price_alerted: int = -1  # the last bucket that alerted on its price move
-    # the return baselines (overall, and the slot's) before the last closed bucket taught them: (slot, (mean, var,
-    # n) overall, (mean, var, n) slot) - a step across two buckets is judged against what came before its first part
-    ret_before: tuple | None = None
     last_ts_ns: int | None = None
 
 
 class AbnormalMove(Detector):
     name = "abnormal_move"
-    version = "1.1"
+    version = "1.0"
     key_columns = ("instrument",)
     description = "A whole market's price move or volume in a bucket far outside its time-of-day and recent norms."
     param_docs = {
@@ -203,8 +172,7 @@ class AbnormalMove(Detector):
         for s, e in zip(map(int, cuts), map(int, cuts[1:] + [n])):
             if s in resets:
                 fresh = self.new_state()
-                state.slots, state.overall, state.bucket = fresh.slots, fresh.overall, None
-                state.prev, state.prev2, state.price_alerted, state.ret_before = {}, {}, -1, None
+                state.slots, state.overall, state.bucket, state.prev = fresh.slots, fresh.overall, None, {}
             bk = state.bucket
             if bk is not None and bk.id != bucket_of[s]:
                 out += self._close(state, bk, events)
@@ -255,8 +223,18 @@ class AbnormalMove(Detector):
         venues = sorted(bk.vol)
         volume = sum(bk.vol[v] for v in venues)
         vwaps = {v: bk.notional[v] / bk.vol[v] for v in venues}
-        moves = _moves(state.prev, vwaps, bk.id)
-        ret, ret_n, split = _market(moves)
+        # each venue's return since its previous traded bucket (per sqrt(bucket) between them); the market's is
+        # the smallest when all agree on the direction, else none: one venue moving alone is a dislocation or
+        # that venue's own affair (price_dislocation, pump detectors), not the market moving
+        moves = {v: (math.log(vwaps[v] / state.prev[v][0]), bk.id - state.prev[v][1])
+                 for v in venues if v in state.prev}
+        ret = ret_n = None
+        split = 0.0  # how far the venues' moves diverge
+        if moves:
+            signs = {math.copysign(1, r) for r, _ in moves.values()}
+            ret, gap = min(moves.values(), key=lambda m: abs(m[0])) if len(signs) == 1 else (0.0, 1)
+            ret_n = ret / math.sqrt(gap)
+            split = max(r for r, _ in moves.values()) - min(r for r, _ in moves.values())
         k = self._slot(bk.id)
         slot = state.slots[k] = state.slots[k] or _Baseline.new(self.baseline_alpha)
         alerts = []
@@ -264,42 +242,21 @@ class AbnormalMove(Detector):
         # market move would be (min_return_bps) make it one venue's affair, its volume surge included (a pump)
         if state.overall.n_vol >= self.min_buckets and split * 1e4 <= self.min_return_bps:
             # (name, log-volume z, typical volume, return z, return sd) under each warmed-up baseline
-            bases = [(name, b) for name, b in (("recent", state.overall), (self._slot_name(k), slot))
-                     if b.n_vol >= self.min_buckets]
-
-            def ret_z(stats: tuple, r: float | None) -> float:
-                mean, var, n = stats
-                return _z(r, mean, var) if n >= self.min_buckets and r is not None else 0.0
             looks = [(name, _z(math.log(volume), b.vol_mean.get(), b.vol_var.get()), math.exp(b.vol_mean.get()),
-                      ret_z(b.ret_stats(), ret_n), math.sqrt(max(b.ret_var.get(), 0.0))) for name, b in bases]
+                      _z(ret_n, b.ret_mean.get(), b.ret_var.get()) if b.n_ret >= self.min_buckets and ret_n is not None
+                      else 0.0, math.sqrt(max(b.ret_var.get(), 0.0)))
+                     for name, b in (("recent", state.overall), (self._slot_name(k), slot))
+                     if b.n_vol >= self.min_buckets]
             # abnormal only if so under every baseline: the one where it looks least unusual decides
             vol = min(looks, key=lambda x: x[1])
             mult = volume / vol[2]
             vol_abn = vol[1] >= self.volume_z and mult >= self.min_volume_multiple
             rz = min(looks, key=lambda x: abs(x[3]))
             ret_abn = ret is not None and abs(rz[3]) >= self.return_z and abs(ret) * 1e4 >= self.min_return_bps
-            first = bk.id  # the first bucket of the move judged
-            if not ret_abn and state.ret_before and state.price_alerted < max(b for _, b in state.prev.values()):
-                # ... or with the bucket before, when that one has not alerted on price: a step across the boundary,
-                # against the baselines as they were before its first part (which would widen them)
-                moves2 = _moves(state.prev2, vwaps, bk.id)
-                ret2, ret2_n, split2 = _market(moves2)
-                if ret2 is not None and split2 * 1e4 <= self.min_return_bps:
-                    k0, overall0, slot0 = state.ret_before
-                    before = {"recent": overall0, self._slot_name(k): slot0 if k0 == k else slot.ret_stats()}
-                    rz2 = min(((name, ret_z(before[name], ret2_n), math.sqrt(max(before[name][1], 0.0)))
-                               for name, _ in bases), key=lambda x: abs(x[1]))
-                    if abs(rz2[1]) >= self.return_z and abs(ret2) * 1e4 >= self.min_return_bps:
-                        ret_abn, ret, moves, first = True, ret2, moves2, bk.id - max(g for _, g in moves2.values()) + 1
-                        rz = (rz2[0], None, None, rz2[1], rz2[2])
             if vol_abn or ret_abn:
-                state.price_alerted = bk.id if ret_abn else state.price_alerted
-                alerts.append(self._alert(bk, events, volume, ret, moves, looks, vol, mult, rz, vol_abn, ret_abn,
-                                          first))
-        state.ret_before = (k, state.overall.ret_stats(), slot.ret_stats())
+                alerts.append(self._alert(bk, events, volume, ret, moves, looks, vol, mult, rz, vol_abn, ret_abn))
         slot.learn(volume, ret_n)
         state.overall.learn(volume, ret_n)
-        state.prev2.update({v: state.prev[v] for v in venues if v in state.prev})
         state.prev.update({v: (vwaps[v], bk.id) for v in venues})
         return alerts
 
@@ -307,14 +264,14 @@ class AbnormalMove(Detector):
         a, b = k * self.slot_minutes, (k + 1) * self.slot_minutes % 1440
         return f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d} UTC"
 
-    def _alert(self, bk, events, volume, ret, moves, looks, vol, mult, rz, vol_abn, ret_abn, first) -> Alert:
+    def _alert(self, bk, events, volume, ret, moves, looks, vol, mult, rz, vol_abn, ret_abn) -> Alert:
         seen: dict[str, pa.Table] = {}
         for h in (bk.rows[r] for r in ROLES if r in bk.rows):
             row = h if isinstance(h, pa.Table) else events.select(KEEP_COLUMNS).take([int(h)])
             seen.setdefault(evidence_id(to_rows(row.select(ID_COLUMNS))[0]), row)
         opening = next(iter(seen))  # the bucket's first trade
         instrument = seen[opening].column("instrument")[0].as_py()
-        start, end = first * self.bucket_ms * 1_000_000, (bk.id + 1) * self.bucket_ms * 1_000_000
+        start = bk.id * self.bucket_ms * 1_000_000
         when = datetime.fromtimestamp(start / 1e9, timezone.utc)
         what = " and ".join(w for w, f in (("price move", ret_abn), ("volume", vol_abn)) if f)
         base = lambda name: "recent" if name == "recent" else f"usual for {name}"  # noqa: E731
@@ -322,19 +279,19 @@ class AbnormalMove(Detector):
         each = ", ".join(f"{v} {r * 100 + 0.0:+.2f}%" for v, (r, _) in sorted(moves.items()))
         price_txt = ("no earlier price" if ret is None else f"price {ret * 100 + 0.0:+.2f}% across venues ({each}; "
                      f"z {rz[3]:+.1f} against {base(rz[0])} σ {rz[4] * 1e4:.1f} bps per bucket)")
-        summary = (f"{instrument} abnormal {what} in the {(end - start) / 1e9:g}s from {when:%Y-%m-%d %H:%M:%S} UTC: "
+        summary = (f"{instrument} abnormal {what} in the {self.bucket_ms / 1000:g}s from {when:%Y-%m-%d %H:%M:%S} UTC: "
                    f"{price_txt}; volume {volume:,.6g} = {vol_txt}; {bk.trades} trades on {', '.join(sorted(bk.vol))}")
         score = max(abs(rz[3]) / self.return_z if ret_abn else 0.0, vol[1] / self.volume_z if vol_abn else 0.0)
         severity = Severity.HIGH if (vol_abn and ret_abn) or score >= 2 else Severity.MEDIUM
         return Alert.build(
             detector=self.name, version=self.version, key=instrument, window_start_ns=start,
-            window_end_ns=end, opening_evidence=[opening],
+            window_end_ns=start + self.bucket_ms * 1_000_000, opening_evidence=[opening],
             evidence=pa.concat_tables(seen.values()), severity=severity, score=round(min(score, 1e6), 6),
             instrument=instrument, venues=sorted(bk.vol), owners=[], accounts=[], summary=summary,
             params=self.params(),
             metrics={"return_bps": None if ret is None else round(ret * 1e4, 6), "return_z": round(rz[3], 6),
                      "venue_return_bps": {v: round(r * 1e4, 6) for v, (r, _) in moves.items()},
-                     "return_buckets": bk.id - first + 1, "return_baseline": rz[0], "return_baseline_sd_bps": round(rz[4] * 1e4, 6), "volume": volume,
+                     "return_baseline": rz[0], "return_baseline_sd_bps": round(rz[4] * 1e4, 6), "volume": volume,
                      "volume_z": round(vol[1], 6), "volume_multiple": round(min(mult, 1e9), 6),
                      "volume_baseline": vol[0], "baseline_volume_mean": vol[2], "trades": bk.trades,
                      "price_abnormal": ret_abn, "volume_abnormal": vol_abn},
