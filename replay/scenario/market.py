@@ -119,12 +119,11 @@ class Market:
             if i != inst:
                 continue
             bad = free & (pop.account_owner[taker] == o) & (ts >= t0) & (ts <= t1) & (aggr == side)
-            if bad.any():
-                rng = rng or component_rng(self.cfg.seed, f"background:quiet:{inst}")
-                taker = taker.copy()
-                while bad.any():
-                    taker[bad] = draw_accounts(rng, pop.taker_pool, pop.taker_weight, int(bad.sum()))
-                    bad &= pop.account_owner[taker] == o
+            if bad.any() and rng is None:  # the first redraw: its stream, and the copy the redraws go into
+                rng, taker = component_rng(self.cfg.seed, f"background:quiet:{inst}"), taker.copy()
+            while bad.any():
+                taker[bad] = draw_accounts(rng, pop.taker_pool, pop.taker_weight, int(bad.sum()))
+                bad &= pop.account_owner[taker] == o
         return taker
 
     def label_orders(self, ep: Episode, accounts, resting_only: bool = False, related=()) -> None:
